@@ -1,0 +1,51 @@
+# The two commands: `make run` and `make test`. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export PORT
+
+.PHONY: run test serve bench lint venv dev-venv test-deps migrate seed clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+migrate: venv
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+
+## make run: set up, migrate, seed a demo, serve the app with a Celery worker and beat (Ctrl-C stops all).
+run: migrate
+	DEBUG=$${DEBUG:-1} $(PY) manage.py seed_demo
+	DEBUG=$${DEBUG:-1} bash scripts/run_all.sh
+
+## make serve: the production web server alone (gunicorn), as deployed and as `make bench` measures it.
+serve: venv
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(VENV)/bin/gunicorn creditservice.wsgi:application -c scripts/gunicorn.conf.py
+
+## make test: the whole suite, on PostgreSQL and Redis when they answer (required under CI=true).
+test: dev-venv test-deps
+	@eval "$$($(PY) -m creditservice.testing.services)" && $(PY) -m pytest $(PYTEST_ARGS)
+
+test-deps:
+	@bash scripts/install_test_deps.sh
+
+lint: dev-venv
+	$(VENV)/bin/ruff check .
+
+## make bench: admission and billing throughput on the real stack (PostgreSQL); prints the figures.
+bench: dev-venv
+	@eval "$$(CI=true $(PY) -m creditservice.testing.services)" && $(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf var staticfiles .pytest_cache

@@ -1,0 +1,58 @@
+"""Suite-wide fixtures. Tests live beside each app (wallets/tests, quotas/tests, billing/tests)."""
+
+import os
+
+import pytest
+
+pytest_plugins = ["creditservice.testing.fixtures"]
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+os.environ.setdefault("CREDITSERVICE_TESTING", "1")
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Tests never reach a real Stripe or a real metrics store; fixtures point them at local fakes.
+    settings.STRIPE_SECRET_KEY = ""
+    settings.PROMETHEUS_URL = ""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
+def pytest_sessionstart(session):
+    if not CI:
+        return
+    from django.conf import settings
+
+    problems = []
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        problems.append("CI=true but the tests are not running on PostgreSQL")
+    if not os.environ.get("TEST_REDIS_URL"):
+        problems.append("CI=true but no Redis broker was found for the tests")
+    if problems:
+        pytest.exit("; ".join(problems), returncode=1)
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL or start it on 127.0.0.1:5432")
+    skip_redis = pytest.mark.skip(reason="needs Redis at 127.0.0.1:6379 (or CELERY_BROKER_URL)")
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            if CI:
+                raise pytest.UsageError("CI=true and a PostgreSQL test cannot run")
+            item.add_marker(skip_pg)
+        if "redis" in item.keywords and not os.environ.get("TEST_REDIS_URL"):
+            item.add_marker(skip_redis)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Process caches (API keys, system account ids) must not leak between tests' databases."""
+    from wallets import auth, ledger
+
+    auth.clear_key_cache()
+    ledger._system_ids.clear()
+    yield

@@ -1,0 +1,18 @@
+"""Error pages: JSON in the error shape for the API, HTML for people."""
+
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+
+from .errors import json_error
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(404, "not_found", "Not found.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(500, "server_error", "An unexpected error occurred; it has been logged.")
+    return defaults.server_error(request)

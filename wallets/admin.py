@@ -1,0 +1,234 @@
+"""Staff screens for the ledger. Money is read-only here: staff move credits through the
+"credit / debit wallet" form, which calls the ledger like any other client."""
+
+import csv
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from creditservice.lib.errors import ApiError
+from creditservice.lib.money import MoneyError, format_amount, parse_amount
+
+from . import services
+from .auth import api_key_create, clear_key_cache
+from .models import Account, ApiKey, IdempotencyRecord, Membership, Project, Transfer
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user"]
+
+
+class WalletAdjustmentForm(forms.Form):
+    direction = forms.ChoiceField(choices=[("credit", "Credit (add credits)"), ("debit", "Debit (take credits)")])
+    amount = forms.CharField(help_text="Credits, a decimal with at most 6 places, e.g. 12.5")
+    reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 60}))
+    # One token per rendered form: a double submit is the same request and moves credits once.
+    token = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_amount(self) -> int:
+        try:
+            return parse_amount(self.cleaned_data["amount"])
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+def _micros_column(attribute: str, description: str):
+    def column(obj) -> str:
+        wallet = getattr(obj, "wallet", obj)
+        return format_amount(getattr(wallet, attribute))
+
+    column.short_description = description
+    return column
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "status", "balance", "reserved", "available", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["slug", "name"]
+    list_select_related = ["wallet"]
+    inlines = [MembershipInline]
+    readonly_fields = ["balance", "reserved", "available", "created_at", "adjust_link"]
+    fields = ["slug", "name", "status", "grace_until", "grace_period_hours", "min_runtime_hours",
+              "balance", "reserved", "available", "adjust_link", "created_at"]
+    actions = ["adjust_wallet_action"]
+
+    balance = _micros_column("balance", "balance")
+    reserved = _micros_column("reserved", "reserved")
+    available = _micros_column("available", "available")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The slug names the project in every API path and key; it is set once.
+        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    @admin.display(description="wallet")
+    def adjust_link(self, obj: Project) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("admin:wallets_project_adjust", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Credit / debit wallet</a>', url)
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            # A new project gets its wallet account through the service, never a bare INSERT.
+            created = services.project_create(slug=obj.slug, name=obj.name)
+            obj.pk = created.pk
+            obj.created_at = created.created_at
+
+    def get_urls(self):
+        return [
+            path("<int:project_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="wallets_project_adjust"),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Credit / debit the wallet of the selected project")
+    def adjust_wallet_action(self, request: HttpRequest, queryset: QuerySet[Project]):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one project to credit or debit.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:wallets_project_adjust", args=[queryset.get().pk]))
+
+    def adjust_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        if not request.user.has_perm("wallets.add_transfer"):
+            return HttpResponse("You may not move credits.", status=403)
+        project = get_object_or_404(Project.objects.select_related("wallet"), pk=project_id)
+        form = WalletAdjustmentForm(request.POST or None, initial={"token": uuid.uuid4().hex})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            move = services.wallet_credit if data["direction"] == "credit" else services.wallet_debit
+            try:
+                move(project=project, amount=data["amount"], reason=data["reason"], actor=f"user:{request.user.pk}",
+                     idempotency_key=f"v1:admin:{request.user.pk}:{data['token']}")
+            except ApiError as exc:
+                form.add_error(None, f"{exc.detail}")
+            else:
+                self.message_user(request, f"{data['direction'].title()} of {format_amount(data['amount'])} credits "
+                                           f"recorded for {project.slug}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:wallets_project_change", args=[project.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Credit / debit wallet of {project.slug}",
+            "project": project,
+            "form": form,
+            "opts": self.model._meta,
+            "balance": format_amount(project.wallet.balance),
+            "available": format_amount(project.wallet.available),
+        }
+        return TemplateResponse(request, "admin/wallets/adjust_wallet.html", context)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["__str__", "kind", "code", "project", "balance_credits", "reserved_credits", "updated_at"]
+    list_filter = ["kind"]
+    search_fields = ["code", "project__slug"]
+    list_select_related = ["project"]
+
+    @admin.display(description="balance (cached; system accounts: see transfers)")
+    def balance_credits(self, obj: Account) -> str:
+        return format_amount(obj.balance)
+
+    @admin.display(description="reserved")
+    def reserved_credits(self, obj: Account) -> str:
+        return format_amount(obj.reserved)
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["id", "created_at", "project", "kind", "amount_credits", "debit_account", "credit_account",
+                    "reason", "actor"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["project__slug", "reference", "idempotency_key", "reason"]
+    date_hierarchy = "created_at"
+    list_select_related = ["project", "debit_account", "credit_account"]
+    show_full_result_count = False
+    actions = ["export_csv"]
+
+    @admin.display(description="amount")
+    def amount_credits(self, obj: Transfer) -> str:
+        return format_amount(obj.amount)
+
+    @admin.action(description="Export selected transfers as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="transfers.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["id", "created_at", "project", "kind", "amount", "debit_account", "credit_account",
+                         "reason", "reference", "idempotency_key", "actor", "wallet_balance_after"])
+        for t in queryset.select_related("project", "debit_account", "credit_account").order_by("id").iterator():
+            writer.writerow([t.id, t.created_at.isoformat(), t.project.slug, t.kind, format_amount(t.amount),
+                             str(t.debit_account), str(t.credit_account), t.reason, t.reference,
+                             t.idempotency_key, t.actor, format_amount(t.wallet_balance_after)])
+        return response
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "project"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "project", "created_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    raw_id_fields = ["project"]
+    actions = ["revoke"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", "prefix", "project", "created_at", "revoked_at"] if obj else []
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return
+        created, raw_key = api_key_create(name=obj.name, project=obj.project)
+        obj.pk = created.pk
+        self.message_user(
+            request,
+            format_html("API key created. Copy it now, it is not shown again: <code>{}</code>", raw_key),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        clear_key_cache()
+        self.message_user(request, f"Revoked {count} key(s). Other web workers stop accepting them within their cache TTL.")
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdmin):
+    list_display = ["scope", "key", "status", "response_status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["scope", "key"]
+    show_full_result_count = False

@@ -1,0 +1,127 @@
+"""Service API of the ledger core: thin views over access, selectors and services."""
+
+from django.http import JsonResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from creditservice.lib.errors import ValidationFailed
+
+from . import access, idempotency, services
+from .models import Project
+from .serializers import (
+    ProjectCreateSerializer,
+    ProjectSerializer,
+    TransactionFilterSerializer,
+    WalletMovementSerializer,
+    transfer_body,
+    wallet_body,
+)
+
+IDEMPOTENCY_PARAM = OpenApiParameter(
+    "Idempotency-Key", location=OpenApiParameter.HEADER, required=True,
+    description="A unique key per logical request; a retry with the same key and body replays the first answer.",
+)
+WALLET_SCHEMA = inline_serializer("Wallet", {
+    "project": serializers.CharField(), "balance": serializers.CharField(), "reserved": serializers.CharField(),
+    "available": serializers.CharField(), "status": serializers.CharField(), "updated_at": serializers.DateTimeField(),
+})
+
+
+def healthz(request) -> JsonResponse:
+    """Liveness only: answers without touching the database."""
+    return JsonResponse({"status": "ok"})
+
+
+def validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise ValidationFailed(serializer.errors)
+    return serializer.validated_data
+
+
+class ProjectListView(APIView):
+    @extend_schema(responses=ProjectSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(ProjectSerializer(access.visible_projects(request), many=True).data)
+
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    def post(self, request: Request) -> Response:
+        access.require_platform_or_staff(request)
+        data = validated(ProjectCreateSerializer, request.data)
+        project = services.project_create(slug=data["slug"], name=data["name"])
+        return Response(ProjectSerializer(project).data, status=201)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=ProjectSerializer)
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(ProjectSerializer(access.project_for_caller(request, slug)).data)
+
+
+class WalletView(APIView):
+    @extend_schema(responses=WALLET_SCHEMA)
+    def get(self, request: Request, slug: str) -> Response:
+        project = access.project_for_caller(request, slug)
+        return Response(wallet_body(Project.objects.select_related("wallet").get(id=project.id)))
+
+
+class TransferCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class TransactionListView(APIView):
+    @extend_schema(parameters=[TransactionFilterSerializer], responses=inline_serializer("TransactionPage", {
+        "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+        "results": serializers.ListField(child=serializers.DictField()),
+    }))
+    def get(self, request: Request, slug: str) -> Response:
+        project = access.project_for_caller(request, slug)
+        filters = validated(TransactionFilterSerializer, request.query_params.dict())
+        transfers = project.transfers.all()
+        if "kind" in filters:
+            transfers = transfers.filter(kind=filters["kind"])
+        if "since" in filters:
+            transfers = transfers.filter(created_at__gte=filters["since"])
+        if "until" in filters:
+            transfers = transfers.filter(created_at__lt=filters["until"])
+        paginator = TransferCursorPagination()
+        page = paginator.paginate_queryset(transfers, request, view=self)
+        wallet_id = project.wallet.id
+        return paginator.get_paginated_response([transfer_body(t, wallet_id) for t in page])
+
+
+class _WalletMovementView(APIView):
+    direction = ""
+
+    @extend_schema(request=WalletMovementSerializer, parameters=[IDEMPOTENCY_PARAM], responses={201: WALLET_SCHEMA})
+    def post(self, request: Request, slug: str) -> Response:
+        project = access.project_for_caller(request, slug)
+        access.require_platform_or_staff(request)
+        data = validated(WalletMovementSerializer, request.data)
+        idempotency.require_key(request)
+        actor = access.caller_actor(request)
+        move = services.wallet_credit if self.direction == "in" else services.wallet_debit
+
+        def operation(effect_key: str) -> tuple[int, dict]:
+            transfer = move(project=project, amount=data["amount"], reason=data["reason"], actor=actor,
+                            idempotency_key=effect_key)
+            body = wallet_body(Project.objects.select_related("wallet").get(id=project.id))
+            body["transfer"] = transfer_body(transfer, transfer.credit_account_id if self.direction == "in" else transfer.debit_account_id)
+            return 201, body
+
+        return idempotency.run(request, request.data, operation)
+
+
+class WalletCreditView(_WalletMovementView):
+    direction = "in"
+
+
+class WalletDebitView(_WalletMovementView):
+    direction = "out"

@@ -1,0 +1,94 @@
+"""Service authentication with API keys: `Authorization: Bearer <key>`.
+
+Keys are random (256 bits), so a fast SHA-256 is enough to store them safely; a password hasher
+would cost milliseconds on every request. Lookups are cached in process memory for
+API_KEY_CACHE_SECONDS, so a revoked key stops working within that many seconds.
+"""
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey, Project
+
+KEY_PREFIX = "cs_"
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """The caller behind an API key; stands in for request.user on service calls."""
+
+    api_key_id: int
+    project_id: int | None
+    name: str
+
+    is_authenticated = True
+    is_staff = False
+    is_superuser = False
+    is_active = True
+    pk = None
+
+    @property
+    def is_platform(self) -> bool:
+        return self.project_id is None
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.api_key_id}"
+
+    @property
+    def idempotency_scope(self) -> str:
+        return self.actor
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_create(*, name: str, project: Project | None = None) -> tuple[ApiKey, str]:
+    """A new key; the raw key is returned once and never stored."""
+    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(name=name, project=project, prefix=raw_key[:10], key_hash=hash_key(raw_key))
+    return api_key, raw_key
+
+
+_cache: dict[str, tuple[float, ServicePrincipal | None]] = {}
+
+
+def principal_for_key(raw_key: str) -> ServicePrincipal | None:
+    digest = hash_key(raw_key)
+    now = time.monotonic()
+    cached = _cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    row = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).values_list("id", "project_id", "name").first()
+    principal = ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2]) if row else None
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[digest] = (now + settings.API_KEY_CACHE_SECONDS, principal)
+    return principal
+
+
+def clear_key_cache() -> None:
+    _cache.clear()
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw_key.strip():
+            raise exceptions.AuthenticationFailed("use 'Authorization: Bearer <api key>'")
+        principal = principal_for_key(raw_key.strip())
+        if principal is None:
+            raise exceptions.AuthenticationFailed("unknown or revoked API key")
+        return principal, principal
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'

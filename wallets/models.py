@@ -1,0 +1,198 @@
+"""Projects, their wallet accounts and the append-only double-entry ledger.
+
+Every amount is an integer of micro-credits (1 credit = 1,000,000); see creditservice/lib/money.py.
+Only wallets/ledger.py writes balances or transfers.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from creditservice.lib.money import format_amount
+
+
+class Project(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        GRACE = "grace"
+        SUSPENDED = "suspended"
+        CLOSED = "closed"
+
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # Set while the project is in grace: when it passes unfunded, the project is suspended.
+    grace_until = models.DateTimeField(null=True, blank=True)
+    # Per-project overrides of settings.GRACE_PERIOD_HOURS and settings.MIN_RUNTIME_HOURS.
+    grace_period_hours = models.PositiveIntegerField(null=True, blank=True)
+    min_runtime_hours = models.PositiveIntegerField(null=True, blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def admits_new_resources(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Account(models.Model):
+    """A ledger account: one wallet per project, or a system account shared by all projects.
+
+    Only wallets cache a balance. A system account (revenue, stripe, ...) takes part in every
+    project's transfers, so caching its balance would serialize all projects behind one row lock;
+    its balance is derived from its transfers instead (see selectors.system_account_balance).
+    """
+
+    class Kind(models.TextChoices):
+        WALLET = "wallet"
+        SYSTEM = "system"
+
+    class System(models.TextChoices):
+        STRIPE = "stripe"
+        REVENUE = "revenue"
+        PROMOTIONS = "promotions"
+        ADJUSTMENTS = "adjustments"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    code = models.CharField(max_length=32, unique=True, null=True, blank=True, help_text="System accounts only.")
+    project = models.OneToOneField(Project, on_delete=models.PROTECT, null=True, blank=True, related_name="wallet")
+    # Micro-credits. Cached sum of this wallet's transfers, written only by wallets/ledger.py.
+    balance = models.BigIntegerField(default=0)
+    # Micro-credits held by pending reservations; available = balance - reserved.
+    reserved = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(reserved__gte=0), name="account_reserved_not_negative"),
+            models.CheckConstraint(
+                condition=(Q(kind="wallet", project__isnull=False, code__isnull=True))
+                | (Q(kind="system", project__isnull=True, code__isnull=False, balance=0, reserved=0)),
+                name="account_kind_shape",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"wallet:{self.project_id}" if self.kind == self.Kind.WALLET else f"system:{self.code}"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+    @property
+    def balance_display(self) -> str:
+        return format_amount(self.balance)
+
+
+class Transfer(models.Model):
+    """One movement of credits: debit_account loses `amount`, credit_account gains it. Append-only."""
+
+    class Kind(models.TextChoices):
+        CREDIT = "credit"  # staff or platform credit from adjustments
+        DEBIT = "debit"  # staff or platform debit to adjustments
+        TOP_UP = "top_up"  # card payment through Stripe
+        REFUND = "refund"  # a card payment given back: credits taken back
+        PROMOTION = "promotion"
+        USAGE = "usage"  # billing run charge for metered usage
+        RESERVATION = "reservation"  # committed admission reservation
+        REVERSAL = "reversal"  # correction of an earlier transfer
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="transfers")
+    debit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="debits")
+    credit_account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credits")
+    amount = models.BigIntegerField()  # micro-credits, > 0
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    reference = models.CharField(max_length=200, blank=True, help_text="What caused it: reservation, checkout session, ...")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=100, blank=True, help_text="user:<id>, api_key:<id> or system")
+    # The project wallet's balance right after this transfer (micro-credits), for statements.
+    wallet_balance_after = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+            models.CheckConstraint(condition=~Q(debit_account=F("credit_account")), name="transfer_distinct_accounts"),
+        ]
+        indexes = [
+            # Serves the wallet statement: one project's transfers, newest first, cursor on id.
+            models.Index(fields=["project", "-id"], name="transfer_project_recent"),
+            models.Index(fields=["project", "kind", "-id"], name="transfer_project_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {format_amount(self.amount)} ({self.idempotency_key})"
+
+    def signed_amount_for(self, account_id: int) -> int:
+        return self.amount if self.credit_account_id == account_id else -self.amount
+
+
+class ApiKey(models.Model):
+    """A service credential. Only a SHA-256 of the key is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise a key in logs.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, null=True, blank=True, related_name="api_keys",
+        help_text="Empty: a platform-wide key. Set: the key sees this project only.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        scope = self.project.slug if self.project_id else "platform"
+        return f"{self.name} ({self.prefix}…, {scope})"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.project_id is None
+
+
+class IdempotencyRecord(models.Model):
+    """An Idempotency-Key claimed by one client, with the answer given to its first request."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+
+    scope = models.CharField(max_length=64, help_text="api_key:<id> or user:<id>")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    locked_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
+        # Serves the purge of expired keys.
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

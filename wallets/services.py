@@ -1,0 +1,41 @@
+"""Writes of the wallets app: projects, memberships, staff and platform credits and debits."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+
+from creditservice.lib.errors import Conflict
+
+from . import ledger
+from .models import Account, Membership, Project, Transfer
+
+
+def project_create(*, slug: str, name: str, owner: AbstractBaseUser | None = None) -> Project:
+    """A project and its wallet account, created together."""
+    try:
+        with transaction.atomic():
+            project = Project.objects.create(slug=slug, name=name)
+            Account.objects.create(kind=Account.Kind.WALLET, project=project)
+            if owner is not None:
+                Membership.objects.create(project=project, user=owner, role=Membership.Role.OWNER)
+    except IntegrityError:
+        raise Conflict(f"a project with slug {slug!r} already exists", code="project_exists") from None
+    return project
+
+
+def wallet_credit(*, project: Project, amount: int, reason: str, idempotency_key: str, actor: str,
+                  system_code: str = Account.System.ADJUSTMENTS, kind: str = Transfer.Kind.CREDIT) -> Transfer:
+    record, _ = ledger.transfer(
+        project=project, direction="in", system_code=system_code, amount=amount, kind=kind,
+        idempotency_key=idempotency_key, reason=reason, actor=actor,
+    )
+    return record
+
+
+def wallet_debit(*, project: Project, amount: int, reason: str, idempotency_key: str, actor: str) -> Transfer:
+    """A debit that never takes the available balance below zero (402 otherwise)."""
+    record, _ = ledger.transfer(
+        project=project, direction="out", system_code=Account.System.ADJUSTMENTS, amount=amount,
+        kind=Transfer.Kind.DEBIT, idempotency_key=idempotency_key, reason=reason, actor=actor,
+        require_funds=True,
+    )
+    return record
