@@ -1,1 +1,14 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("<slug:slug>/", views.project_detail, name="project"),
+    path("<slug:slug>/topup", views.topup, name="topup"),
+    path("<slug:slug>/topup/success", views.topup_success, name="topup-success"),
+    path("<slug:slug>/topup/cancel", views.topup_cancel, name="topup-cancel"),
+    path("<slug:slug>/topup/status", views.topup_status, name="topup-status"),
+]

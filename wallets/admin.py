@@ -42,7 +42,7 @@ class WalletAdjustmentForm(forms.Form):
 
 
 def _micros_column(attribute: str, description: str):
-    def column(obj) -> str:
+    def column(model_admin, obj) -> str:
         wallet = getattr(obj, "wallet", obj)
         return format_amount(getattr(wallet, attribute))
 

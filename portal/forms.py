@@ -1,0 +1,36 @@
+"""The top-up form: an amount of credits within the configured bounds and a one-time form token."""
+
+import secrets
+
+from django import forms
+
+from creditservice.lib.money import MoneyError, format_amount, parse_amount
+
+from .selectors import TopUpLimits
+
+
+def new_form_token() -> str:
+    """One token per rendered form: a double submit of that form is one Checkout Session."""
+    return secrets.token_urlsafe(18)
+
+
+class TopUpForm(forms.Form):
+    amount = forms.CharField(max_length=40, label="Amount (credits)")
+    token = forms.RegexField(regex=r"^[A-Za-z0-9_-]{16,64}$", widget=forms.HiddenInput)
+
+    def __init__(self, *args, limits: TopUpLimits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def clean_amount(self) -> int:
+        """Micro-credits, exact; a bad or out-of-range amount is an error shown beside the field."""
+        try:
+            micros = parse_amount(self.cleaned_data["amount"])
+        except MoneyError as error:
+            raise forms.ValidationError(f"Enter an amount in credits, for example 25: it {error}.")
+        if not self.limits.minimum <= micros <= self.limits.maximum:
+            raise forms.ValidationError(
+                f"Top-ups are between {format_amount(self.limits.minimum)} and "
+                f"{format_amount(self.limits.maximum)} credits."
+            )
+        return micros

@@ -1,0 +1,116 @@
+"""Reads of the tenant portal: a user's projects, a project's statement, spend and quotas.
+
+Every project lookup of the portal goes through project_for_member, so a project the user does not
+belong to is a 404, never a 403 (its existence is not revealed). Staff see their own memberships here;
+everything else is in the admin.
+"""
+
+import importlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.http import Http404
+from django.utils import timezone
+
+from creditservice.lib.money import credits_to_micros
+from wallets.models import Project, Transfer
+
+SPEND_CHART_DAYS = 30
+
+
+def member_projects(user: AbstractBaseUser) -> QuerySet[Project]:
+    """The projects the user is a member of, with their wallets, in one query."""
+    return Project.objects.filter(memberships__user=user).select_related("wallet").order_by("name", "slug")
+
+
+def project_for_member(user: AbstractBaseUser, slug: str) -> Project:
+    project = member_projects(user).filter(slug=slug).first()
+    if project is None:
+        raise Http404(f"no project {slug!r}")
+    return project
+
+
+def project_transfers(project: Project) -> QuerySet[Transfer]:
+    """The project's statement, newest first (served by the transfer_project_recent index)."""
+    return Transfer.objects.filter(project=project).order_by("-id")
+
+
+@dataclass(frozen=True)
+class DailySpend:
+    day: date
+    amount: int  # micro-credits spent that UTC day
+
+
+def daily_spend(project: Project, *, days: int = SPEND_CHART_DAYS, today: date | None = None) -> list[DailySpend]:
+    """Credits that left the wallet per UTC day, for the last `days` days ending today (zeros included).
+
+    Spend is every transfer out of the wallet (usage, reservations, debits, refunds), so the chart
+    shows what the balance actually lost each day.
+    """
+    today = today or timezone.now().astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    rows = (
+        Transfer.objects.filter(project=project, debit_account_id=project.wallet.id,
+                                created_at__gte=start, created_at__lt=end)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day")
+        .annotate(total=Sum("amount"))
+    )
+    totals = {row["day"]: row["total"] for row in rows}
+    return [DailySpend(day=first + timedelta(days=i), amount=totals.get(first + timedelta(days=i), 0))
+            for i in range(days)]
+
+
+def _optional(module: str, name: str) -> Any | None:
+    """A function another app may provide; None while it does not exist, so the portal still renders."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def project_quotas(project: Project) -> list | None:
+    """The quotas engine's view of the project's quotas and usage, or None when quotas are not available."""
+    reader = _optional("quotas.selectors", "project_quotas")
+    return list(reader(project)) if reader else None
+
+
+def budget_status(project: Project) -> Any | None:
+    reader = _optional("quotas.selectors", "budget_status")
+    return reader(project) if reader else None
+
+
+@dataclass(frozen=True)
+class TopUpLimits:
+    enabled: bool
+    presets: list[int]  # micro-credits
+    minimum: int
+    maximum: int
+
+
+def topup_limits() -> TopUpLimits:
+    minimum = credits_to_micros(settings.TOPUP_MIN_CREDITS)
+    maximum = credits_to_micros(settings.TOPUP_MAX_CREDITS)
+    presets = [credits_to_micros(p) for p in settings.TOPUP_PRESETS]
+    return TopUpLimits(
+        # Without a Stripe key the portal works read-only: the button is shown disabled with a reason.
+        enabled=bool(settings.STRIPE_SECRET_KEY),
+        presets=[p for p in presets if minimum <= p <= maximum],
+        minimum=minimum,
+        maximum=maximum,
+    )
+
+
+def checkout_session(project: Project, session_id: str) -> Any | None:
+    """The project's checkout session with that Stripe id, or None (another project's id included)."""
+    reader = _optional("payments.selectors", "checkout_session_for_project")
+    if reader is None or not session_id:
+        return None
+    return reader(project, session_id)

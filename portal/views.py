@@ -1,0 +1,141 @@
+"""Tenant portal pages. Thin: reads come from portal.selectors, the one write is payments' Checkout Session."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from creditservice.lib.errors import ApiError
+from creditservice.lib.money import format_amount
+from wallets.models import Project
+
+from . import selectors
+from .charts import spend_chart
+from .forms import TopUpForm, new_form_token
+
+TRANSFERS_PER_PAGE = 20
+# What the payments app calls a Checkout Session whose credits reached the wallet.
+FUNDED = "funded"
+
+
+@login_required
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/index.html", {"projects": selectors.member_projects(request.user)})
+
+
+def _render_project(request: HttpRequest, project: Project, *, status: int = 200,
+                    topup_form: TopUpForm | None = None, topup_error: str = "") -> HttpResponse:
+    wallet = project.wallet
+    page = Paginator(selectors.project_transfers(project), TRANSFERS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "project": project,
+        "wallet": wallet,
+        "page": page,
+        "rows": [(transfer, transfer.signed_amount_for(wallet.id)) for transfer in page.object_list],
+        "chart": spend_chart(selectors.daily_spend(project)),
+        "quotas": selectors.project_quotas(project),
+        "budget": selectors.budget_status(project),
+        "limits": selectors.topup_limits(),
+        # A fresh token for each form on each render; see forms.new_form_token.
+        "preset_token": new_form_token(),
+        "custom_token": new_form_token(),
+        "topup_form": topup_form,
+        "topup_error": topup_error,
+    }
+    return render(request, "portal/project.html", context, status=status)
+
+
+@login_required
+@require_GET
+def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render_project(request, selectors.project_for_member(request.user, slug))
+
+
+@login_required
+@require_POST
+def topup(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_for_member(request.user, slug)
+    limits = selectors.topup_limits()
+    if not limits.enabled:
+        return _render_project(request, project, status=503,
+                               topup_error="Card top-ups are not available: payments are not configured.")
+    form = TopUpForm(request.POST, limits=limits)
+    if not form.is_valid():
+        return _render_project(request, project, status=400, topup_form=form)
+    amount = form.cleaned_data["amount"]
+    success = request.build_absolute_uri(reverse("portal:topup-success", args=[project.slug]))
+    cancel = request.build_absolute_uri(reverse("portal:topup-cancel", args=[project.slug]))
+    from payments.services import checkout_session_create  # portal -> payments, the one write here
+
+    try:
+        session = checkout_session_create(
+            project=project,
+            amount=amount,
+            actor=f"user:{request.user.pk}",
+            # The amount is part of the key: the preset buttons of one form share its token.
+            idempotency_key=f"v1:portal-topup:{project.pk}:{request.user.pk}:{form.cleaned_data['token']}:{amount}",
+            # Stripe replaces {CHECKOUT_SESSION_ID} itself; it must reach Stripe unencoded.
+            success_url=success + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=cancel,
+        )
+    except ApiError as error:
+        return _render_project(request, project, status=error.status_code, topup_form=form,
+                               topup_error=_error_text(error))
+    response = HttpResponseRedirect(session.url)
+    response.status_code = 303  # the browser follows with a GET to Checkout
+    return response
+
+
+def _error_text(error: ApiError) -> str:
+    if error.code == "billing_disabled":
+        return "Card top-ups are not available: payments are not configured."
+    if isinstance(error.detail, dict):
+        return " ".join(str(message) for messages in error.detail.values()
+                        for message in (messages if isinstance(messages, list) else [messages]))
+    return str(error.detail)
+
+
+@login_required
+@require_GET
+@never_cache
+def topup_success(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_for_member(request.user, slug)
+    session_id = request.GET.get("session_id", "")
+    session = selectors.checkout_session(project, session_id)
+    return render(request, "portal/topup_success.html", {
+        "project": project,
+        "wallet": project.wallet,
+        "session": session,
+        "session_id": session_id,
+        "funded": session is not None and session.status == FUNDED,
+    }, status=200 if session is not None else 404)
+
+
+@login_required
+@require_GET
+@never_cache
+def topup_status(request: HttpRequest, slug: str) -> JsonResponse:
+    """What the success page polls: has the webhook funded the wallet yet?"""
+    project = selectors.project_for_member(request.user, slug)
+    session = selectors.checkout_session(project, request.GET.get("session_id", ""))
+    if session is None:
+        return JsonResponse({"error": "not_found", "detail": "no such checkout session"}, status=404)
+    wallet = project.wallet
+    return JsonResponse({
+        "status": session.status,
+        "funded": session.status == FUNDED,
+        "amount": format_amount(session.amount),
+        "balance": format_amount(wallet.balance),
+        "available": format_amount(wallet.available),
+    })
+
+
+@login_required
+@require_GET
+def topup_cancel(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_for_member(request.user, slug)
+    return render(request, "portal/topup_cancel.html", {"project": project})
