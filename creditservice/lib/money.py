@@ -90,3 +90,53 @@ def quantize_quantity(value: Decimal, *, scale: int = SCALE) -> Decimal:
 
 def micros_to_decimal(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-SCALE).quantize(_QUANTUM)
+
+
+# --- Currency (card payments) -------------------------------------------------------------------
+# Minor units of a currency amount: cents for "usd", yen for "jpy" (Stripe's zero- and three-decimal lists).
+_ZERO_DECIMAL_CURRENCIES = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+)
+_THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
+
+
+def currency_minor_digits(currency: str) -> int:
+    code = currency.lower()
+    if code in _ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in _THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def credits_to_currency_minor(micros: int, *, credits_per_unit: Decimal | str, currency: str) -> int | None:
+    """Micro-credits → integer minor units of the currency, or None when that is not exact.
+
+    Rounding rule: none. A top-up that does not convert into a whole number of minor units is
+    refused rather than rounded, so the credits bought and the money charged always agree exactly.
+    """
+    rate = Decimal(credits_per_unit)
+    if not rate.is_finite() or rate <= 0:
+        raise MoneyError("credits per currency unit must be a positive number")
+    minor = Decimal(micros) * (Decimal(10) ** currency_minor_digits(currency)) / (rate * MICROS_PER_CREDIT)
+    if minor != minor.to_integral_value():
+        return None
+    return int(minor)
+
+
+def format_currency_minor(minor: int, currency: str) -> str:
+    """Minor units → the amount as a decimal string with the currency's places ("25.00", "1500")."""
+    digits = currency_minor_digits(currency)
+    return format(Decimal(minor).scaleb(-digits), "f") if digits else str(minor)
+
+
+def proportional_micros(micros: int, part: int, whole: int) -> int:
+    """micros × part / whole (a refunded share of a payment), rounded once with CHARGE_ROUNDING.
+
+    part == whole gives exactly micros, so a full refund takes back exactly what was bought.
+    """
+    if whole <= 0 or part < 0:
+        raise MoneyError("a share needs a positive whole and a part that is not negative")
+    part = min(part, whole)
+    exact = Decimal(micros) * part / whole
+    return int(exact.quantize(Decimal(1), rounding=CHARGE_ROUNDING))

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -28,8 +29,9 @@ class Command(BaseCommand):
                                        idempotency_key=f"v1:seed:{project.slug}", actor="system",
                                        system_code="promotions", kind=Transfer.Kind.PROMOTION)
             _, raw_key = api_key_create(name="demo platform key")
+        base = f"http://127.0.0.1:{settings.PORT}"
         self.stdout.write(self.style.SUCCESS("Demo seeded."))
-        self.stdout.write("  staff:  admin / admin     -> http://127.0.0.1:8000/admin/")
-        self.stdout.write("  tenant: tenant / tenant   -> http://127.0.0.1:8000/portal/ (owns project 'acme')")
+        self.stdout.write(f"  staff:  admin / admin     -> {base}/admin/")
+        self.stdout.write(f"  tenant: tenant / tenant   -> {base}/portal/ (owns project 'acme')")
         self.stdout.write("  platform API key (shown once, store it now):")
         self.stdout.write(raw_key)

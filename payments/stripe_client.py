@@ -1,0 +1,81 @@
+"""The one module that imports `stripe`: every call to Stripe and every signature check goes through here.
+
+Tests point STRIPE_API_BASE at a local fake of Stripe's HTTP API (payments/tests/fake_stripe.py), so the
+real library, its form encoding and its headers are exercised without a request leaving the machine.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+# Seconds to wait for Stripe before the top-up is refused as "try again" (the library's default is 80).
+REQUEST_TIMEOUT_SECONDS = 20
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached or refused the request; nothing was bought."""
+
+
+class InvalidSignature(Exception):
+    """A webhook whose Stripe-Signature does not prove it came from Stripe (or whose body is not an event)."""
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    id: str
+    url: str
+    status: str
+    payment_status: str
+    amount_total: int | None
+    currency: str
+
+
+def _client() -> stripe.StripeClient:
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses={"api": settings.STRIPE_API_BASE},
+        http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT_SECONDS),
+        # Safe to retry: every create carries our own idempotency key.
+        max_network_retries=2,
+    )
+
+
+def checkout_session_create(*, params: dict[str, Any], idempotency_key: str) -> CreatedSession:
+    """POST /v1/checkout/sessions with an Idempotency-Key: a retry with the same key returns the same session."""
+    try:
+        session = _client().v1.checkout.sessions.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc.user_message or exc)) from exc
+    return CreatedSession(
+        id=session.id, url=session.url or "", status=session.status or "", payment_status=session.payment_status or "",
+        amount_total=session.amount_total, currency=session.currency or "",
+    )
+
+
+def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
+    try:
+        session = _client().v1.checkout.sessions.retrieve(session_id)
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc.user_message or exc)) from exc
+    return session.to_dict()
+
+
+def webhook_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
+    """Verify the Stripe-Signature of a raw webhook body with the official check (default tolerance, 300 s).
+
+    Returns the event as plain JSON data; raises InvalidSignature when the header is missing, malformed,
+    signed with another secret, too old, or the body is not a Stripe event.
+    """
+    if not signature or not secret:
+        raise InvalidSignature("no Stripe-Signature header")
+    try:
+        stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as exc:
+        raise InvalidSignature(str(exc).split("\n")[0]) from None
+    except (ValueError, KeyError, IndexError) as exc:
+        raise InvalidSignature(f"not a Stripe event: {exc}") from None
+    # Verified: the library's Event object is a view of the same JSON; plain data is what we store.
+    return json.loads(payload)
