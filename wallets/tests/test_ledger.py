@@ -1,5 +1,7 @@
 """wallets.ledger: the one module that moves credits, and the invariants it keeps."""
 
+import itertools
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -80,6 +82,7 @@ def test_funded_hooks_run_after_commit_with_the_project(project, django_capture_
     assert seen == [project.id]
 
 
+_examples = itertools.count()
 operations = st.lists(
     st.tuples(
         st.sampled_from(["credit", "debit", "charge", "hold", "release", "replay"]),
@@ -94,12 +97,9 @@ operations = st.lists(
 @given(ops=operations)
 def test_any_sequence_of_movements_keeps_the_books_balanced(db, ops):
     """A model of three wallets against the real ledger: balances, holds and the invariants agree."""
-    Transfer.objects.all().delete()
-    Account.objects.filter(kind="wallet").delete()
-    from wallets.models import Project
-
-    Project.objects.all().delete()
-    projects = [ProjectFactory(slug=f"p{i}") for i in range(3)]
+    # Each example gets fresh projects and keys; earlier examples' rows stay and must stay balanced too.
+    run = next(_examples)
+    projects = [ProjectFactory(slug=f"ex{run}-p{i}") for i in range(3)]
     model = {i: {"balance": 0, "reserved": 0} for i in range(3)}
     holds: dict[int, list[int]] = {i: [] for i in range(3)}
     credited_keys: list[str] = []
@@ -108,19 +108,19 @@ def test_any_sequence_of_movements_keeps_the_books_balanced(db, ops):
         available = state["balance"] - state["reserved"]
         if op == "credit":
             ledger.transfer(project=project, direction="in", system_code="adjustments", amount=amount,
-                            kind="credit", idempotency_key=f"k{n}")
+                            kind="credit", idempotency_key=f"ex{run}:k{n}")
             state["balance"] += amount
         elif op == "debit":
             try:
                 ledger.transfer(project=project, direction="out", system_code="adjustments", amount=amount,
-                                kind="debit", idempotency_key=f"k{n}", require_funds=True)
+                                kind="debit", idempotency_key=f"ex{run}:k{n}", require_funds=True)
                 assert amount <= available
                 state["balance"] -= amount
             except InsufficientCredits:
                 assert amount > available
         elif op == "charge":
             ledger.transfer(project=project, direction="out", system_code="revenue", amount=amount,
-                            kind="usage", idempotency_key=f"k{n}")
+                            kind="usage", idempotency_key=f"ex{run}:k{n}")
             state["balance"] -= amount
         elif op == "hold":
             result = ledger.hold(wallet_id=project.wallet.id, amount=amount)
@@ -137,7 +137,7 @@ def test_any_sequence_of_movements_keeps_the_books_balanced(db, ops):
                                          amount=amount, kind="credit", idempotency_key=credited_keys[0])
             assert not created
         if op == "credit":
-            credited_keys.append(f"k{n}")
+            credited_keys.append(f"ex{run}:k{n}")
     for i, project in enumerate(projects):
         project.wallet.refresh_from_db()
         assert (project.wallet.balance, project.wallet.reserved) == (model[i]["balance"], model[i]["reserved"])
