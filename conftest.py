@@ -1,6 +1,7 @@
 """Suite-wide fixtures. Tests live beside each app (wallets/tests, quotas/tests, billing/tests)."""
 
 import os
+import shutil
 
 import pytest
 
@@ -39,6 +40,9 @@ def pytest_collection_modifyitems(config, items):
     on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL or start it on 127.0.0.1:5432")
     skip_redis = pytest.mark.skip(reason="needs Redis at 127.0.0.1:6379 (or CELERY_BROKER_URL)")
+    # System programs the suite drives for real; `make test` installs them from Debian's packages.
+    programs = {"prometheus": ["prometheus", "promtool"], "browser": ["chromium"]}
+    missing = {marker: [p for p in names if not shutil.which(p)] for marker, names in programs.items()}
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             if CI:
@@ -46,6 +50,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not os.environ.get("TEST_REDIS_URL"):
             item.add_marker(skip_redis)
+        for marker, absent in missing.items():
+            if marker in item.keywords and absent:
+                if CI:
+                    raise pytest.UsageError(f"CI=true and {', '.join(absent)} is not installed for {item.nodeid}")
+                item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (make test installs it)"))
 
 
 @pytest.fixture(autouse=True)
