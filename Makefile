@@ -45,6 +45,7 @@ lint: dev-venv
 
 ## make bench: admission and billing throughput on the real stack (PostgreSQL); prints the figures.
 bench: dev-venv
+	@bash scripts/install_bench_deps.sh
 	@eval "$$(CI=true $(PY) -m creditservice.testing.services)" && $(PY) -m bench $(BENCH_ARGS)
 
 clean:

@@ -1,1 +1,222 @@
-from django.db import models  # noqa: F401
+"""The billing batch, its charges, the project lifecycle record and outbound webhooks.
+
+Amounts are integer micro-credits (creditservice/lib/money.py); quantities are exact decimals in the
+resource type's billing unit (vm-hours, GiB-hours, GiB), like metering.UsageRecord.
+"""
+
+import secrets
+
+from django.db import models
+from django.db.models import Q
+
+from metering.models import QUANTITY_DIGITS, QUANTITY_PLACES, Price
+from quotas.models import ResourceType
+from wallets.models import Project, Transfer
+
+
+class BillingRun(models.Model):
+    """The billing of one window. One row per window: workers claim it by compare-and-set."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial"  # finished, some projects could not be charged (see failures)
+        FAILED = "failed"  # stopped by an error; a re-run resumes it and charges nothing twice
+
+    window_start = models.DateTimeField(unique=True)
+    window_end = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Bumped by each claim: chunks belong to one attempt, so a resumed run never mixes with a dead one.
+    attempt = models.PositiveIntegerField(default=0)
+    trigger = models.CharField(max_length=100, blank=True, help_text="beat, command, admin:<user>, ...")
+    # Late usage of earlier windows is looked for among records written since this moment.
+    late_usage_since = models.DateTimeField(null=True, blank=True)
+    projects_charged = models.PositiveIntegerField(default=0)
+    charges_created = models.PositiveIntegerField(default=0)
+    credits_charged = models.BigIntegerField(default=0)  # micro-credits
+    failures = models.JSONField(default=list, blank=True, help_text="[{project_id, resource_type_id, window_start, reason}]")
+    error = models.TextField(blank=True, help_text="Why the run stopped, when it failed.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Moved by every finished chunk; a running run whose heartbeat is older than the lease is taken over.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-window_start"]
+        constraints = [
+            models.CheckConstraint(condition=Q(window_end__gt=models.F("window_start")), name="billing_run_window_forward"),
+        ]
+
+    def __str__(self) -> str:
+        return f"billing {self.window_start:%Y-%m-%d %H:%M} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class BillingChunk(models.Model):
+    """A range of project ids of one run attempt, claimed by one worker at a time (compare-and-set)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    attempt = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    first_project_id = models.BigIntegerField()
+    last_project_id = models.BigIntegerField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    projects_charged = models.PositiveIntegerField(default=0)
+    charges_created = models.PositiveIntegerField(default=0)
+    credits_charged = models.BigIntegerField(default=0)  # micro-credits
+    failures = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "attempt", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attempt", "index"], name="billing_chunk_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of {self.run_id}/{self.attempt} ({self.status})"
+
+
+class Charge(models.Model):
+    """Usage of one project, resource type and window turned into credits: one ledger transfer.
+
+    A late adjustment charges what a window's usage grew by after it was billed. Every charge keeps
+    what explains it: the usage records, the quantity and unit, the price versions and the rate.
+    """
+
+    class Kind(models.TextChoices):
+        REGULAR = "regular"
+        LATE_ADJUSTMENT = "late_adjustment"
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges")
+    resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="charges")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REGULAR)
+    # Quantity charged by this charge, in `unit` (the type's billing unit); an adjustment's is the growth.
+    quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
+    unit = models.CharField(max_length=40)
+    # The window's whole usage when charged and what earlier charges of the window had covered.
+    window_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
+    previously_charged_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, default=0)
+    # The price version in force at the window's start; price_breakdown lists every version when a
+    # price changed inside the window (one segment each: from, to, price id, unit price, per, rate).
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="charges")
+    # Credits per unit of `unit`, time-weighted over the window's price segments (exact, not rounded).
+    rate = models.DecimalField(max_digits=40, decimal_places=18)
+    price_breakdown = models.JSONField(default=list)
+    amount = models.BigIntegerField(help_text="Micro-credits; zero when the usage rounds to nothing.")
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="charge")
+    run = models.ForeignKey(BillingRun, on_delete=models.PROTECT, related_name="charges")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    usage_record_ids = models.JSONField(default=list, help_text="metering.UsageRecord ids summed into window_quantity.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-window_start", "project", "resource_type"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_not_negative"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="charge_quantity_positive"),
+            models.CheckConstraint(condition=Q(amount=0) | Q(transfer__isnull=False), name="charge_amount_has_transfer"),
+        ]
+        indexes = [
+            # Serves "what was already charged for these windows" in each chunk and the charge list.
+            models.Index(fields=["project", "window_start"], name="charge_project_window"),
+            # Serves the burn rate (last 24 h of one project's charges).
+            models.Index(fields=["project", "created_at"], name="charge_project_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class ProjectStatusChange(models.Model):
+    """One transition of Project.status (active → grace → suspended → active). Append-only."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="status_changes")
+    from_status = models.CharField(max_length=16, choices=Project.Status.choices)
+    to_status = models.CharField(max_length=16, choices=Project.Status.choices)
+    reason = models.CharField(max_length=300)
+    grace_until = models.DateTimeField(null=True, blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.from_status} → {self.to_status}"
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class WebhookEndpoint(models.Model):
+    """Where lifecycle events are sent. No project: every project's events (a platform service)."""
+
+    class Event(models.TextChoices):
+        PROJECT_GRACE = "project.grace"
+        PROJECT_SUSPENDED = "project.suspended"
+        PROJECT_REACTIVATED = "project.reactivated"
+
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, default=_new_secret, help_text="Signs every delivery (HMAC-SHA256).")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_endpoints")
+    enabled = models.BooleanField(default=True)
+    event_types = models.JSONField(default=list, blank=True, help_text='e.g. ["project.grace"]; empty: every event.')
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.project or 'all projects'})"
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, with the log of its attempts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # gave up after OUTBOUND_WEBHOOK_MAX_ATTEMPTS; staff can redeliver
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.CharField(max_length=64, help_text="Stable across retries, so receivers can drop duplicates.")
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            # Serves the sweep for due retries.
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint.url} ({self.status})"

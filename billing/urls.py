@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("projects/<slug:slug>/charges", api.ChargeListView.as_view(), name="charges"),
+]

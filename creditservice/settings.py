@@ -185,7 +185,21 @@ GRACE_PERIOD_HOURS = env.int("GRACE_PERIOD_HOURS", default=24)
 USAGE_LATENESS_HOURS = env.int("USAGE_LATENESS_HOURS", default=48)
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
 PROMETHEUS_TIMEOUT_SECONDS = env.int("PROMETHEUS_TIMEOUT_SECONDS", default=10)
+# Usage collection: a window is queried once it ended this long ago (the last scrape is in), and
+# windows not collected are retried for this many hours back (older gaps are reported, not walked).
+USAGE_COLLECTION_DELAY_SECONDS = env.int("USAGE_COLLECTION_DELAY_SECONDS", default=60)
+USAGE_COLLECTION_LOOKBACK_HOURS = env.int("USAGE_COLLECTION_LOOKBACK_HOURS", default=USAGE_LATENESS_HOURS)
 OUTBOUND_WEBHOOK_SECRET = env.str("OUTBOUND_WEBHOOK_SECRET", default="")
+# Projects per billing chunk: one short transaction each, so admission is never blocked for long.
+BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=5000)
+# A running billing run (or chunk) silent for this long is taken as crashed and may be taken over.
+BILLING_RUN_LEASE_SECONDS = env.int("BILLING_RUN_LEASE_SECONDS", default=600)
+# Celery workers that take chunks of one run in parallel (besides the one that started it).
+BILLING_PARALLEL_WORKERS = env.int("BILLING_PARALLEL_WORKERS", default=2)
+OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = env.int("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", default=10)
+OUTBOUND_WEBHOOK_MAX_ATTEMPTS = env.int("OUTBOUND_WEBHOOK_MAX_ATTEMPTS", default=8)
+# Retry n waits OUTBOUND_WEBHOOK_BACKOFF_SECONDS * 2**(n-1): 30 s, 1 min, 2 min, ... about 1 h in all.
+OUTBOUND_WEBHOOK_BACKOFF_SECONDS = env.int("OUTBOUND_WEBHOOK_BACKOFF_SECONDS", default=30)
 
 # --- Stripe -------------------------------------------------------------------------------
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")

@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),
+]

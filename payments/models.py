@@ -35,10 +35,10 @@ class CheckoutSession(models.Model):
     currency = models.CharField(max_length=3)
     currency_amount = models.BigIntegerField(help_text="Money charged, in minor units of the currency (cents).")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    url = models.URLField(max_length=2000, blank=True, help_text="Stripe's hosted payment page.")
+    url = models.CharField(max_length=2000, blank=True, help_text="Stripe's hosted payment page.")
     # Kept so a retried call sends Stripe exactly the same parameters under the same idempotency key.
-    success_url = models.URLField(max_length=2000)
-    cancel_url = models.URLField(max_length=2000)
+    success_url = models.CharField(max_length=2000)
+    cancel_url = models.CharField(max_length=2000)
     transfer = models.OneToOneField(
         Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         help_text="The ledger transfer stripe → wallet that funded this top-up.",

@@ -4,9 +4,10 @@ import secrets
 
 from django import forms
 
-from creditservice.lib.money import MoneyError, format_amount, parse_amount
+from creditservice.lib.money import MoneyError, parse_amount
 
 from .selectors import TopUpLimits
+from .templatetags.portal import credits
 
 
 def new_form_token() -> str:
@@ -30,7 +31,6 @@ class TopUpForm(forms.Form):
             raise forms.ValidationError(f"Enter an amount in credits, for example 25: it {error}.")
         if not self.limits.minimum <= micros <= self.limits.maximum:
             raise forms.ValidationError(
-                f"Top-ups are between {format_amount(self.limits.minimum)} and "
-                f"{format_amount(self.limits.maximum)} credits."
+                f"Top-ups are between {credits(self.limits.minimum)} and {credits(self.limits.maximum)} credits."
             )
         return micros

@@ -18,6 +18,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from creditservice.lib.money import credits_to_micros
+from payments import selectors as payment_selectors
+from payments.models import CheckoutSession
 from wallets.models import Project, Transfer
 
 SPEND_CHART_DAYS = 30
@@ -96,21 +98,19 @@ class TopUpLimits:
 
 
 def topup_limits() -> TopUpLimits:
-    minimum = credits_to_micros(settings.TOPUP_MIN_CREDITS)
-    maximum = credits_to_micros(settings.TOPUP_MAX_CREDITS)
+    bounds = payment_selectors.topup_bounds()
     presets = [credits_to_micros(p) for p in settings.TOPUP_PRESETS]
     return TopUpLimits(
         # Without a Stripe key the portal works read-only: the button is shown disabled with a reason.
-        enabled=bool(settings.STRIPE_SECRET_KEY),
-        presets=[p for p in presets if minimum <= p <= maximum],
-        minimum=minimum,
-        maximum=maximum,
+        enabled=payment_selectors.billing_enabled(),
+        presets=[p for p in presets if bounds.minimum <= p <= bounds.maximum],
+        minimum=bounds.minimum,
+        maximum=bounds.maximum,
     )
 
 
-def checkout_session(project: Project, session_id: str) -> Any | None:
+def checkout_session(project: Project, session_id: str) -> CheckoutSession | None:
     """The project's checkout session with that Stripe id, or None (another project's id included)."""
-    reader = _optional("payments.selectors", "checkout_session_for_project")
-    if reader is None or not session_id:
+    if not session_id or len(session_id) > 255:
         return None
-    return reader(project, session_id)
+    return payment_selectors.checkout_session_for_project(project, session_id)

@@ -8,8 +8,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from creditservice.lib.errors import ApiError
+from creditservice.lib.errors import ApiError, ValidationFailed
 from creditservice.lib.money import format_amount
+from payments.services import checkout_session_create
 from wallets.models import Project
 
 from . import selectors
@@ -17,8 +18,6 @@ from .charts import spend_chart
 from .forms import TopUpForm, new_form_token
 
 TRANSFERS_PER_PAGE = 20
-# What the payments app calls a Checkout Session whose credits reached the wallet.
-FUNDED = "funded"
 
 
 @login_required
@@ -69,8 +68,6 @@ def topup(request: HttpRequest, slug: str) -> HttpResponse:
     amount = form.cleaned_data["amount"]
     success = request.build_absolute_uri(reverse("portal:topup-success", args=[project.slug]))
     cancel = request.build_absolute_uri(reverse("portal:topup-cancel", args=[project.slug]))
-    from payments.services import checkout_session_create  # portal -> payments, the one write here
-
     try:
         session = checkout_session_create(
             project=project,
@@ -82,6 +79,10 @@ def topup(request: HttpRequest, slug: str) -> HttpResponse:
             success_url=success + "?session_id={CHECKOUT_SESSION_ID}",
             cancel_url=cancel,
         )
+    except ValidationFailed as error:
+        # Payments re-checks the amount (bounds, an exact amount of the currency): shown beside the field.
+        form.add_error("amount", _error_text(error))
+        return _render_project(request, project, status=400, topup_form=form)
     except ApiError as error:
         return _render_project(request, project, status=error.status_code, topup_form=form,
                                topup_error=_error_text(error))
@@ -91,12 +92,15 @@ def topup(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _error_text(error: ApiError) -> str:
+    """An API refusal as one sentence for a person."""
     if error.code == "billing_disabled":
         return "Card top-ups are not available: payments are not configured."
-    if isinstance(error.detail, dict):
-        return " ".join(str(message) for messages in error.detail.values()
-                        for message in (messages if isinstance(messages, list) else [messages]))
-    return str(error.detail)
+    detail = error.detail
+    if isinstance(detail, dict):
+        detail = " ".join(str(message) for messages in detail.values()
+                          for message in (messages if isinstance(messages, list) else [messages]))
+    text = str(detail)
+    return text[:1].upper() + text[1:]
 
 
 @login_required
@@ -111,7 +115,8 @@ def topup_success(request: HttpRequest, slug: str) -> HttpResponse:
         "wallet": project.wallet,
         "session": session,
         "session_id": session_id,
-        "funded": session is not None and session.status == FUNDED,
+        # Funded once the webhook's ledger transfer exists (a later refund does not undo that here).
+        "funded": session is not None and session.funded,
     }, status=200 if session is not None else 404)
 
 
@@ -127,7 +132,7 @@ def topup_status(request: HttpRequest, slug: str) -> JsonResponse:
     wallet = project.wallet
     return JsonResponse({
         "status": session.status,
-        "funded": session.status == FUNDED,
+        "funded": session.funded,
         "amount": format_amount(session.amount),
         "balance": format_amount(wallet.balance),
         "available": format_amount(wallet.available),

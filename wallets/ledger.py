@@ -169,3 +169,126 @@ def release(*, wallet_id: int, amount: int) -> WalletState:
     assert state is not None
     return state
 
+
+
+@dataclass(frozen=True)
+class BulkTransfer:
+    """One transfer of transfer_many: `amount` micro-credits (> 0) for one project's wallet."""
+
+    project_id: int
+    amount: int
+    idempotency_key: str
+    reference: str = ""
+    metadata_json: str = "{}"  # already serialized: the batch caller often shares one document
+
+
+def transfer_many(
+    *, transfers: list[BulkTransfer], direction: str, system_code: str, kind: str, reason: str = "",
+    actor: str = "system",
+) -> dict[str, int]:
+    """Many transfers between project wallets and one system account, set-based and exactly once per key.
+
+    For the billing batch: no require_funds (usage already happened, a wallet may go negative) and
+    no holds. The wallets are locked in ascending id order, keys already in the ledger are skipped
+    (a re-run moves nothing twice), then one INSERT of the transfers and one UPDATE of the balances.
+    Every writer of a wallet's transfers holds that wallet's row lock (transfer() changes the wallet
+    first), so under these locks the check for existing keys cannot be overtaken.
+    Returns {idempotency_key: transfer id} for every key asked, new or already present.
+    Call inside the caller's transaction when other rows must commit with the transfers.
+    """
+    if direction not in ("in", "out"):
+        raise ValueError("direction is 'in' or 'out'")
+    if not transfers:
+        return {}
+    if any(t.amount <= 0 for t in transfers):
+        raise ValueError("a transfer moves a positive amount")
+    keys = [t.idempotency_key for t in transfers]
+    if len(set(keys)) != len(keys):
+        raise ValueError("idempotency keys repeat inside one batch")
+    system_id = system_account_id(system_code)
+    project_ids = sorted({t.project_id for t in transfers})
+    postgres = connection.vendor == "postgresql"
+    funded: list[int] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(
+                f"SELECT id, project_id, balance, reserved FROM {_WALLET} WHERE project_id = ANY(%s) "
+                "ORDER BY id FOR UPDATE", [project_ids])
+            wallets = cursor.fetchall()
+            cursor.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key = ANY(%s)", [keys])
+            existing = dict(cursor.fetchall())
+        else:
+            wallets, existing = [], {}
+            for start in range(0, len(project_ids), 500):
+                part = project_ids[start:start + 500]
+                cursor.execute(f"SELECT id, project_id, balance, reserved FROM {_WALLET} WHERE project_id IN "
+                               f"({', '.join(['%s'] * len(part))}) ORDER BY id", part)
+                wallets += cursor.fetchall()
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                cursor.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key IN "
+                               f"({', '.join(['%s'] * len(part))})", part)
+                existing.update(dict(cursor.fetchall()))
+        wallet_of = {row[1]: [row[0], row[2], row[3]] for row in wallets}  # project → [wallet id, balance, reserved]
+        missing = [pid for pid in project_ids if pid not in wallet_of]
+        if missing:
+            raise ValueError(f"projects without a wallet: {missing[:10]}")
+        sign = 1 if direction == "in" else -1
+        rows = []
+        for t in transfers:
+            if t.idempotency_key in existing:
+                continue
+            wallet = wallet_of[t.project_id]
+            wallet[1] += sign * t.amount
+            debit, credit = (system_id, wallet[0]) if direction == "in" else (wallet[0], system_id)
+            rows.append((t.project_id, debit, credit, t.amount, t.reference, t.idempotency_key, t.metadata_json, wallet[1]))
+        if not rows:
+            return existing
+        now = connection.ops.adapt_datetimefield_value(_now())
+        created: dict[str, int] = {}
+        if postgres:
+            columns = list(zip(*rows, strict=True))
+            cursor.execute(
+                f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
+                "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
+                "SELECT p, d, c, a, r, k, m::jsonb, b, %s, %s, %s, %s FROM unnest(%s::bigint[], %s::bigint[], "
+                "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) AS t(p, d, c, a, r, k, m, b) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+                [kind, reason, actor, now, *[list(column) for column in columns]],
+            )
+            created = dict(cursor.fetchall())
+        else:
+            for row in rows:
+                cursor.execute(
+                    f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
+                    "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", [*row, kind, reason, actor, now])
+                created[row[5]] = cursor.lastrowid
+        if len(created) != len(rows):
+            # Only possible if a writer skipped the wallet lock; undo the whole batch rather than drift.
+            raise IntegrityError("a transfer key was taken concurrently; the batch was rolled back")
+        deltas: dict[int, int] = {}
+        for t in transfers:
+            if t.idempotency_key in created:
+                deltas[wallet_of[t.project_id][0]] = deltas.get(wallet_of[t.project_id][0], 0) + sign * t.amount
+        wallet_ids = sorted(deltas)
+        if postgres:
+            cursor.execute(
+                f"UPDATE {_WALLET} AS w SET balance = w.balance + v.delta, updated_at = CURRENT_TIMESTAMP "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) WHERE w.id = v.id",
+                [wallet_ids, [deltas[w] for w in wallet_ids]])
+        else:
+            cursor.executemany(f"UPDATE {_WALLET} SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP WHERE id = %s",
+                               [(deltas[w], w) for w in wallet_ids])
+        if direction == "in":
+            funded = [pid for pid, (wallet_id, balance, reserved) in wallet_of.items()
+                      if wallet_id in deltas and balance - reserved > 0]
+            for project_id in funded:
+                transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
+    return {**existing, **created}
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()

@@ -5,6 +5,8 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
+# Suite-wide fixture: a local fake of Stripe's API (settings point at it while it is used).
+from payments.tests.fake_stripe import fake_stripe  # noqa: F401
 from wallets.models import Project
 from wallets.tests.factories import ProjectFactory, platform_key
 

@@ -1,0 +1,126 @@
+"""Billing run and usage ingestion benches (issue 5)."""
+
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from . import stack
+from .admission import wrk_run
+
+INGEST_LUA = Path(__file__).with_name("ingest.lua")
+BILLING_RUN_TIMEOUT = 240  # seconds: a run slower than this is reported as such, not waited for
+
+
+class NotAvailable(Exception):
+    """The code this section measures does not exist (yet): the section prints why and the rest runs."""
+
+
+def _job(url: str, *args: str, timeout: float) -> dict:
+    try:
+        out = stack.run_json(url, "bench.billing_job", *args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NotAvailable(f"`bench.billing_job {args[0]}` did not finish in {timeout:.0f} s")
+    except RuntimeError as exc:
+        raise NotAvailable(str(exc))
+    if "not_available" in out:
+        raise NotAvailable(out["not_available"])
+    return out
+
+
+def _usage_transfers(pg_url: str) -> int:
+    with psycopg.connect(pg_url) as conn:
+        return conn.execute("SELECT count(*) FROM wallets_transfer WHERE kind = 'usage'").fetchone()[0]
+
+
+# The floor: what a billing run has to write at the least, as two set-based statements in one transaction.
+FLOOR_UPDATE = """
+UPDATE wallets_account a SET balance = a.balance - c.amount, updated_at = CURRENT_TIMESTAMP
+FROM (
+    SELECT u.project_id, round(u.quantity * p.unit_price * 1000000)::bigint AS amount
+    FROM metering_usagerecord u
+    JOIN metering_price p ON p.resource_type_id = u.resource_type_id AND p.effective_from <= u.window_start
+         AND (p.effective_to IS NULL OR p.effective_to > u.window_start)
+    WHERE u.window_start = %(window)s
+) c
+WHERE a.project_id = c.project_id AND a.kind = 'wallet' AND c.amount > 0
+"""
+FLOOR_INSERT = """
+INSERT INTO wallets_transfer (project_id, debit_account_id, credit_account_id, amount, kind, reason, reference,
+                              idempotency_key, metadata, actor, wallet_balance_after, created_at)
+SELECT u.project_id, a.id, %(revenue)s, round(u.quantity * p.unit_price * 1000000)::bigint, 'usage', '', 'floor',
+       'floor-usage-' || u.id, '{}'::jsonb, 'floor', a.balance, CURRENT_TIMESTAMP
+FROM metering_usagerecord u
+JOIN metering_price p ON p.resource_type_id = u.resource_type_id AND p.effective_from <= u.window_start
+     AND (p.effective_to IS NULL OR p.effective_to > u.window_start)
+JOIN wallets_account a ON a.project_id = u.project_id AND a.kind = 'wallet'
+WHERE u.window_start = %(window)s AND round(u.quantity * p.unit_price * 1000000) > 0
+"""
+
+
+def billing_floor(pg_url: str, *, window_start: str) -> tuple[float, int]:
+    with psycopg.connect(pg_url) as conn:
+        revenue = conn.execute("SELECT id FROM wallets_account WHERE code = 'revenue'").fetchone()
+        if revenue is None:
+            raise NotAvailable("no revenue account in the bench database")
+        params = {"window": window_start, "revenue": revenue[0]}
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute(FLOOR_UPDATE, params)
+            rows = conn.execute(FLOOR_INSERT, params).rowcount
+        return time.perf_counter() - started, rows
+
+
+def billing_bench(url: str, pg_url: str, *, projects: int) -> dict:
+    seeded = _job(url, "seed", "--projects", str(projects), timeout=300)
+    out = {"projects": seeded["usage_records"], "seed_seconds": seeded["seconds"],
+           "window_start": seeded["window_start"], "note": ""}
+    before = _usage_transfers(pg_url)
+    try:
+        ran = _job(url, "run", "--window-start", seeded["window_start"], timeout=BILLING_RUN_TIMEOUT)
+    except NotAvailable as exc:
+        out["run_not_available"] = str(exc)
+    else:
+        out["run_seconds"] = ran["seconds"]
+        out["charges"] = _usage_transfers(pg_url) - before
+        if out["charges"] != seeded["usage_records"]:
+            out["note"] = (f"the run made {out['charges']:,} usage charges for {seeded['usage_records']:,} "
+                           f"usage records ({ran['result']})")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE wallets_account")
+    out["floor_seconds"], out["floor_rows"] = billing_floor(pg_url, window_start=seeded["window_start"])
+    return out
+
+
+def _probe_ingest(server_url: str, key: str) -> None:
+    request = urllib.request.Request(
+        f"{server_url}/api/v1/usage/events", data=b'{"events": []}', method="POST",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 405):
+            raise NotAvailable(f"POST /api/v1/usage/events answers {exc.code}")
+
+
+def ingest_bench(server_url: str, *, key: str, slugs: list[str], seconds: float, clients: int,
+                 batch: int = 1000) -> dict:
+    _probe_ingest(server_url, key)
+    env = {"BENCH_KEY": key, "BENCH_SLUGS": ",".join(slugs), "BENCH_BATCH": str(batch),
+           "BENCH_RUN": uuid.uuid4().hex[:12]}
+    result = wrk_run(server_url, script=INGEST_LUA, env=env, connections=clients, threads=1, seconds=seconds,
+                     timeout_s=30)
+    duration = result["duration_us"] / 1e6
+    return {
+        "batch": batch, "clients": clients, "seconds": duration, "batches": result["batches"],
+        "events_per_s": result["accepted"] / duration if duration else 0.0,
+        "accepted": result["accepted"], "duplicate": result["duplicate"], "rejected": result["rejected"],
+        "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
+        "errors": result["errors"], "samples": result["samples"],
+        "socket_errors": {k: v for k, v in result["socket_errors"].items() if v},
+    }

@@ -1,0 +1,104 @@
+"""The Django side of the billing bench, run by bench.billing in a subprocess for the bench database.
+
+`python -m bench.billing_job seed --projects N`: N projects with a wallet (100 credits, credited by a
+ledger row like any top-up) and one closed window of vm usage each, by set-based INSERT … SELECT.
+`python -m bench.billing_job run --window-start ISO`: one billing_run_execute, timed in-process.
+Each prints one JSON line; {"not_available": reason} when the code it needs is missing.
+"""
+
+import argparse
+import json
+import time
+from datetime import datetime
+
+import django
+
+SEED_CREDITS_MICROS = 100_000_000  # 100 credits per project: usage charges come out of it
+USAGE_QUANTITY = "1"  # vm-hours in the window
+
+
+def _required_columns(cursor, table: str) -> set[str]:
+    cursor.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND is_nullable = 'NO' "
+        "AND column_default IS NULL AND is_identity = 'NO'", [table])
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _insert_select(cursor, table: str, columns: dict[str, str], source: str, params: list) -> int:
+    """INSERT INTO table (columns) SELECT <expressions> <source>; refuses when the table grew a required column."""
+    missing = _required_columns(cursor, table) - set(columns) - {"id"}
+    if missing:
+        raise LookupError(f"{table} has required columns the bench does not fill: {sorted(missing)}")
+    cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns.values())} {source}", params)
+    return cursor.rowcount
+
+
+def seed(projects: int) -> dict:
+    from django.db import connection, transaction
+
+    from metering.windows import last_closed_window
+    from quotas.models import ResourceType
+    from wallets import ledger
+    from wallets.models import Account
+
+    window_start, window_end = last_closed_window()
+    vm = ResourceType.objects.get(code="vm").id
+    adjustments = ledger.system_account_id(Account.System.ADJUSTMENTS)
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        _insert_select(cursor, "wallets_project", {
+            "slug": "'bill-' || lpad(g::text, 6, '0')", "name": "'Billing ' || g", "status": "'active'",
+            "created_at": "CURRENT_TIMESTAMP"}, "FROM generate_series(1, %s) g", [projects])
+        _insert_select(cursor, "wallets_account", {
+            "kind": "'wallet'", "project_id": "p.id", "balance": str(SEED_CREDITS_MICROS), "reserved": "0",
+            "updated_at": "CURRENT_TIMESTAMP"}, "FROM wallets_project p WHERE p.slug LIKE 'bill-%%'", [])
+        _insert_select(cursor, "wallets_transfer", {
+            "project_id": "a.project_id", "debit_account_id": "%s", "credit_account_id": "a.id",
+            "amount": str(SEED_CREDITS_MICROS), "kind": "'credit'", "reason": "'bench seed'", "reference": "''",
+            "idempotency_key": "'bench-seed-' || a.id", "metadata": "'{}'::jsonb", "actor": "'system'",
+            "wallet_balance_after": str(SEED_CREDITS_MICROS), "created_at": "CURRENT_TIMESTAMP"},
+            "FROM wallets_account a JOIN wallets_project p ON p.id = a.project_id WHERE p.slug LIKE 'bill-%%'",
+            [adjustments])
+        usage = _insert_select(cursor, "metering_usagerecord", {
+            "project_id": "p.id", "resource_type_id": "%s", "window_start": "%s", "window_end": "%s",
+            "quantity": USAGE_QUANTITY, "source": "'prometheus'", "source_reference": "'bench'",
+            "created_at": "CURRENT_TIMESTAMP", "updated_at": "CURRENT_TIMESTAMP"},
+            "FROM wallets_project p WHERE p.slug LIKE 'bill-%%'", [vm, window_start, window_end])
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+    return {"window_start": window_start.isoformat(), "window_end": window_end.isoformat(), "usage_records": usage,
+            "vm_type": vm, "seconds": time.perf_counter() - started}
+
+
+def run(window_start: datetime) -> dict:
+    try:
+        from billing.services import billing_run_execute
+    except ImportError as exc:
+        return {"not_available": f"billing.services.billing_run_execute cannot be imported ({exc})"}
+    started = time.perf_counter()
+    result = billing_run_execute(window_start=window_start)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "result": repr(result)[:300]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    seed_parser = sub.add_parser("seed")
+    seed_parser.add_argument("--projects", type=int, required=True)
+    run_parser = sub.add_parser("run")
+    run_parser.add_argument("--window-start", required=True)
+    args = parser.parse_args()
+    django.setup()
+    try:
+        if args.command == "seed":
+            out = seed(args.projects)
+        else:
+            out = run(datetime.fromisoformat(args.window_start))
+    except (LookupError, ImportError) as exc:
+        out = {"not_available": str(exc)}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Renders the bench's figures beside the targets of issues 4 and 5 (printed, never asserted)."""
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory_gib() -> float:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"Python {platform.python_version()}"]
+    for dist in ("Django", "djangorestframework", "psycopg", "gunicorn"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+@dataclass
+class Report:
+    seconds: float
+    clients: int
+    postgres: str = "?"
+    workers: int = 0
+    total_seconds: float = 0.0
+    admission: dict = field(default_factory=dict)
+    sections: dict = field(default_factory=dict)
+    profile: dict | None = None
+
+    def render(self) -> str:
+        out = [
+            f"creditservice bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+            f"machine: {os.cpu_count()} CPUs ({_cpu_model()}), {_memory_gib():.1f} GiB",
+            f"versions: {_versions()}, PostgreSQL {self.postgres}",
+            f"server: make serve (gunicorn, scripts/gunicorn.conf.py, {self.workers} workers); "
+            f"{self.clients} clients, {self.seconds:.0f} s per run",
+            "",
+        ]
+        if self.admission:
+            out += self._admission()
+        if "billing" in self.sections:
+            out += self._billing(self.sections["billing"])
+        if "ingest" in self.sections:
+            out += self._ingest(self.sections["ingest"])
+        if self.profile:
+            out += self._profile()
+        out.append(f"total bench time {self.total_seconds:.0f} s")
+        return "\n".join(out)
+
+    def _admission(self) -> list[str]:
+        out = [
+            "Admission: reserve then commit (2 HTTP calls per pair; Bearer key, Idempotency-Key per call)",
+            f"  {'':<12} {'':<10} {'pairs':>8} {'pairs/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors",
+        ]
+        pairs_per_s = {}
+        for label in ("100 wallets", "hot wallet"):
+            for kind in ("floor", "app"):
+                row = self.admission.get((label, kind))
+                if row is None:
+                    continue
+                pairs_per_s[(label, kind)] = row["pairs_per_s"]
+                name = "SQL floor" if kind == "floor" else "app (HTTP)"
+                out.append(f"  {label:<12} {name:<10} {row['pairs']:>8} {row['pairs_per_s']:>9.1f} "
+                           f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}  {_errors(row)}")
+        out.append("  (p50/p99: per call for the app, over reserve and commit calls together, from wrk's latency")
+        out.append("   distribution; per transaction for the floor)")
+        for label in ("100 wallets", "hot wallet"):
+            if (label, "app") in pairs_per_s and (label, "floor") in pairs_per_s:
+                ratio = _ratio(pairs_per_s[(label, "app")], pairs_per_s[(label, "floor")])
+                target = "target >= 0.20 with p99 <= 50 ms (aim 0.35)" if label == "100 wallets" else "no target"
+                out.append(f"  app/floor, {label:<12} {ratio:>6.2f}   {target}")
+        if ("hot wallet", "app") in pairs_per_s and ("100 wallets", "app") in pairs_per_s:
+            ratio = _ratio(pairs_per_s[("hot wallet", "app")], pairs_per_s[("100 wallets", "app")])
+            out.append(f"  app hot/100 wallets     {ratio:>6.2f}   target >= 0.70")
+        for (label, kind), row in self.admission.items():
+            for status, body in (row.get("samples") or {}).items():
+                out.append(f"  sample {status} answer ({label}, {kind}): {body[:200]}")
+        out.append("")
+        return out
+
+    def _billing(self, row: dict) -> list[str]:
+        if "not_available" in row:
+            return [f"Billing run: not available: {row['not_available']}", ""]
+        out = [f"Billing run over {row['projects']:,} projects, one window of usage each (window {row['window_start']})"]
+        if "run_not_available" in row:
+            out.append(f"  billing_run_execute  not available: {row['run_not_available']}")
+        else:
+            out.append(f"  billing_run_execute  {row['run_seconds']:>8.2f} s  "
+                       f"{_ratio(row['charges'], row['run_seconds']):>10.0f} charges/s  ({row['charges']:,} charges)")
+        out.append(f"  SQL floor            {row['floor_seconds']:>8.2f} s  "
+                   f"{_ratio(row['floor_rows'], row['floor_seconds']):>10.0f} rows/s  "
+                   "(one UPDATE of balances + one INSERT … SELECT of ledger rows)")
+        if "run_seconds" in row:
+            out.append(f"  run/floor            {_ratio(row['run_seconds'], row['floor_seconds']):>8.2f}    target <= 3.0")
+        if row.get("note"):
+            out.append(f"  note: {row['note']}")
+        out.append("")
+        return out
+
+    def _ingest(self, row: dict) -> list[str]:
+        if "not_available" in row:
+            return [f"Usage ingestion: not available: {row['not_available']}", ""]
+        return [
+            f"Usage ingestion: POST /api/v1/usage/events, batches of {row['batch']}, {row['clients']} clients",
+            f"  {row['events_per_s']:>10.0f} events/s accepted   target >= 10,000",
+            f"  {row['batches']} batches in {row['seconds']:.1f} s, p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms "
+            f"per batch; {_errors(row)}",
+            "",
+        ]
+
+    def _profile(self) -> list[str]:
+        prof = self.profile or {}
+        if "error" in prof:
+            return [f"Profile: {prof['error']}", ""]
+        out = [f"Profile of the web workers, 100-wallet run (py-spy, {prof['samples']} samples on CPU)",
+               "  inclusive (share of samples with the function on the stack):"]
+        out += [f"    {share:6.1%}  {name}" for name, share in prof["inclusive"]]
+        out.append("  the project's own code, inclusive:")
+        out += [f"    {share:6.1%}  {name}" for name, share in prof.get("project", [])]
+        out.append("  self (share of samples in the function itself):")
+        out += [f"    {share:6.1%}  {name}" for name, share in prof["self"]]
+        out.append("")
+        return out
+
+
+def _errors(row: dict) -> str:
+    parts = [f"{status}: {count}" for status, count in sorted((row.get("errors") or {}).items())]
+    parts += [f"socket {kind}: {count}" for kind, count in (row.get("socket_errors") or {}).items()]
+    for key in ("refused", "failed", "no_id"):
+        if row.get(key):
+            parts.append(f"{key}: {row[key]}")
+    return ", ".join(parts) or "none"

@@ -1,0 +1,121 @@
+"""`python -m bench`: set up the bench database and server, run each section, print, clean up."""
+
+import argparse
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+
+import psycopg
+
+from . import admission, billing, floor, profile, stack
+from .report import Report
+
+SECTIONS = ("admission", "billing", "ingest")
+
+
+def _terminate(signum, frame):  # SIGTERM/SIGHUP → the same clean-up as Ctrl-C
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 20)),
+                        help="length of each timed run (default 20, or BENCH_SECONDS)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY for the server (default: the config's)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the web workers with py-spy during the 100-wallet run and print the top frames")
+    parser.add_argument("--billing-projects", type=int, default=int(os.environ.get("BENCH_BILLING_PROJECTS", 100_000)))
+    parser.add_argument("--keep-db", action="store_true", help="leave the bench database in place (debugging)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base_url = os.environ.get("DATABASE_URL", "")
+    if not base_url.startswith("postgres"):
+        print("make bench needs PostgreSQL: set DATABASE_URL=postgres://…", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    sections = args.only or list(SECTIONS)
+    url = stack.bench_database_url(base_url)
+    pg_url = stack.libpq_url(url)
+    report = Report(seconds=args.seconds, clients=args.clients)
+    server = None
+    started = time.monotonic()
+    try:
+        step(f"database {stack.database_name(url)}: create, migrate, seed")
+        stack.database_recreate(url)
+        stack.manage(url, "migrate", "--noinput")
+        seed = stack.run_json(url, "bench.seed")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+            report.postgres = conn.execute("SHOW server_version").fetchone()[0]
+        step("server: make serve")
+        server = stack.Server(url, workers=args.workers)
+        server.wait_ready()
+        report.workers = len(server.worker_pids())
+
+        if "admission" in sections:
+            run_admission(args, report, server, seed, pg_url)
+        if "billing" in sections:
+            run_section(report, "billing", lambda: billing.billing_bench(url, pg_url, projects=args.billing_projects))
+        if "ingest" in sections:
+            run_section(report, "ingest", lambda: billing.ingest_bench(
+                server.url, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds, clients=4))
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        if server is not None:
+            server.stop()
+        if not args.keep_db:
+            try:
+                stack.database_drop(url)
+            except psycopg.Error as exc:
+                print(f"bench: could not drop {stack.database_name(url)}: {exc}", file=sys.stderr)
+    report.total_seconds = time.monotonic() - started
+    print(report.render())
+    return 0
+
+
+def step(text: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+def run_section(report: Report, name: str, fn) -> None:
+    step(f"{name} bench")
+    try:
+        report.sections[name] = fn()
+    except billing.NotAvailable as exc:
+        report.sections[name] = {"not_available": str(exc)}
+
+
+def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_url: str) -> None:
+    amount_micros = 10_000  # 0.01 credits, as the HTTP clients send
+    for label, slugs, wallets in (
+        ("100 wallets", seed["slugs"], seed["wallets"]),
+        ("hot wallet", [seed["hot"]], [seed["hot_wallet"]]),
+    ):
+        step(f"admission floor, {label}: {args.clients} psycopg processes, {args.seconds:.0f} s")
+        result = floor.floor_run(pg_url, wallets=wallets, revenue=seed["revenue_account"], vm_type=seed["vm_type"],
+                                 amount=amount_micros, clients=args.clients, seconds=args.seconds,
+                                 tag=f"floor-{label[:3].strip()}")
+        result["pairs_per_s"] = result["pairs"] / result["seconds"]
+        report.admission[(label, "floor")] = result
+        step(f"admission app, {label}: wrk, {args.clients} connections, {args.seconds:.0f} s")
+        sampler = None
+        if args.profile and label == "100 wallets":
+            sampler = profile.start(server.worker_pids(), seconds=max(3.0, args.seconds - 2))
+        report.admission[(label, "app")] = admission.admission_run(
+            server.url, key=seed["key"], slugs=slugs, seconds=args.seconds, connections=args.clients)
+        if sampler is not None:
+            report.profile = profile.finish(sampler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The bench's own PostgreSQL database and the production web server, started and stopped around a run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+# Production settings for the server and the seed: DEBUG off and a secret set. The test flag that
+# `make bench` inherits from the test environment is dropped: production does not run with it.
+SERVER_ENV_DROP = ("CREDITSERVICE_TESTING", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+
+
+def bench_database_url(base_url: str) -> str:
+    """The configured DATABASE_URL with its database name suffixed "_bench"; the original is never touched."""
+    parts = urlsplit(base_url)
+    name = parts.path.lstrip("/") or "creditservice"
+    return urlunsplit(parts._replace(path=f"/{name}_bench"))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def libpq_url(url: str) -> str:
+    """django-environ accepts postgres:// and postgresql://; libpq wants one of them without a driver suffix."""
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme.startswith("postgres") else parts.scheme
+    return urlunsplit(parts._replace(scheme=scheme))
+
+
+def _maintenance_url(url: str) -> str:
+    return libpq_url(urlunsplit(urlsplit(url)._replace(path="/postgres")))
+
+
+def database_recreate(url: str) -> None:
+    name = database_name(url)
+    with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def database_drop(url: str) -> None:
+    name = database_name(url)
+    with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def app_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROP}
+    env.update(DATABASE_URL=database_url, DEBUG="0", DJANGO_SETTINGS_MODULE="creditservice.settings")
+    env.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-use-0123456789")
+    env.update(extra)
+    return env
+
+
+def _run(database_url: str, cmd: list[str], timeout: float | None = None) -> str:
+    """Runs a Django command for the bench database; its output is shown only when it fails."""
+    done = subprocess.run(cmd, cwd=ROOT, env=app_env(database_url), capture_output=True,
+                          text=True, timeout=timeout)
+    if done.returncode:
+        sys.stderr.write(done.stdout[-3000:] + done.stderr[-5000:])
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed with exit {done.returncode}")
+    return done.stdout
+
+
+def manage(database_url: str, *args: str) -> str:
+    return _run(database_url, [sys.executable, "manage.py", *args])
+
+
+def run_json(database_url: str, module: str, *args: str, timeout: float | None = None) -> dict:
+    """Run `python -m <module>` with Django's settings for the bench database; its last stdout line is JSON."""
+    return json.loads(_run(database_url, [sys.executable, "-m", module, *args], timeout).strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`make serve` (gunicorn with scripts/gunicorn.conf.py) on a free loopback port, in its own process group."""
+
+    def __init__(self, database_url: str, *, workers: int | None = None) -> None:
+        self.port = free_port()
+        extra = {"PORT": str(self.port), "HOST": "127.0.0.1"}
+        if workers:
+            extra["WEB_CONCURRENCY"] = str(workers)
+        self.log_path = ROOT / "var" / "bench-server.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (kept open for the server's life)
+        self.proc = subprocess.Popen(
+            ["make", "-s", "--no-print-directory", "serve"], cwd=ROOT, env=app_env(database_url, **extra),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the server did not answer /healthz in {timeout:.0f} s; see {self.log_path}")
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: children of the gunicorn master, itself the child of make."""
+        out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], stdout=subprocess.PIPE, text=True).stdout
+        rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+        children: dict[int, list[tuple[int, str]]] = {}
+        for pid, ppid, args in (r if len(r) == 3 else (*r, "") for r in rows):
+            children.setdefault(int(ppid), []).append((int(pid), args))
+        masters = [pid for pid, args in children.get(self.proc.pid, []) if "gunicorn" in args]
+        return [pid for master in masters for pid, _ in children.get(master, [])]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=5)
+        self._log.close()

@@ -1,0 +1,166 @@
+"""Staff screens for billing. Money is read-only; staff start runs and redeliver webhooks through
+actions and a form that call the services."""
+
+from datetime import UTC
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from creditservice.lib.money import format_amount
+from metering import windows
+
+from .models import BillingChunk, BillingRun, Charge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
+from .services import billing_run_execute, webhook_deliveries_redeliver
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class RunBillingForm(forms.Form):
+    window_start = forms.DateTimeField(help_text="UTC start of a closed window, e.g. 2026-11-22 03:00")
+    in_background = forms.BooleanField(required=False, initial=True,
+                                       help_text="Hand the run to the Celery workers instead of waiting for it here.")
+
+    def clean_window_start(self):
+        value = self.cleaned_data["window_start"].astimezone(UTC)
+        if not windows.is_window_start(value):
+            raise forms.ValidationError("not the start of a billing window")
+        if value + windows.window_length() > timezone.now():
+            raise forms.ValidationError("that window has not closed yet")
+        return value
+
+
+class BillingChunkInline(admin.TabularInline):
+    model = BillingChunk
+    extra = 0
+    can_delete = False
+    fields = ["attempt", "index", "first_project_id", "last_project_id", "status", "charges_created", "projects_charged",
+              "claimed_at", "finished_at", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(_ReadOnly):
+    list_display = ["window_start", "status", "attempt", "projects_charged", "charges_created", "credits", "failure_count",
+                    "duration", "trigger", "charges_link"]
+    list_filter = ["status"]
+    date_hierarchy = "window_start"
+    inlines = [BillingChunkInline]
+    actions = ["rerun_windows"]
+    readonly_fields = ["charges_link"]
+
+    @admin.display(description="credits charged")
+    def credits(self, obj: BillingRun) -> str:
+        return format_amount(obj.credits_charged)
+
+    @admin.display(description="failures")
+    def failure_count(self, obj: BillingRun) -> int:
+        return len(obj.failures)
+
+    @admin.display(description="duration (s)")
+    def duration(self, obj: BillingRun) -> str:
+        return f"{obj.duration_seconds:.2f}" if obj.duration_seconds is not None else "-"
+
+    @admin.display(description="lines")
+    def charges_link(self, obj: BillingRun) -> str:
+        url = reverse("admin:billing_charge_changelist") + f"?run__id__exact={obj.id}"
+        return format_html('<a href="{}">charges of this run</a>', url)
+
+    def get_urls(self):
+        return [path("run/", self.admin_site.admin_view(self.run_view), name="billing_billingrun_run"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "run_billing_url": reverse("admin:billing_billingrun_run")}
+        return super().changelist_view(request, extra_context)
+
+    def _start(self, request: HttpRequest, window_start, in_background: bool) -> None:
+        trigger = f"admin:{request.user.pk}"
+        if in_background:
+            from .tasks import billing_run_window
+
+            billing_run_window.delay(window_start.isoformat(), trigger)
+            self.message_user(request, f"billing of {window_start.isoformat()} handed to the workers")
+            return
+        outcome = billing_run_execute(window_start=window_start, trigger=trigger)
+        self.message_user(request, outcome.message, messages.SUCCESS if outcome.claimed else messages.WARNING)
+
+    def run_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("billing.view_billingrun") or not request.user.is_staff:
+            return HttpResponseRedirect(reverse("admin:index"))
+        form = RunBillingForm(request.POST or None, initial={"window_start": windows.last_closed_window()[0]})
+        if request.method == "POST" and form.is_valid():
+            self._start(request, form.cleaned_data["window_start"], form.cleaned_data["in_background"])
+            return HttpResponseRedirect(reverse("admin:billing_billingrun_changelist"))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Run billing for a window"}
+        return TemplateResponse(request, "admin/billing/run_billing.html", context)
+
+    @admin.action(description="Run billing again for the selected windows (charges nothing twice)")
+    def rerun_windows(self, request: HttpRequest, queryset: QuerySet[BillingRun]):
+        for run in queryset.order_by("window_start"):
+            self._start(request, run.window_start, in_background=False)
+
+
+@admin.register(Charge)
+class ChargeAdmin(_ReadOnly):
+    list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity", "unit", "rate",
+                    "credits", "run"]
+    list_filter = ["kind", "resource_type", "window_start"]
+    search_fields = ["idempotency_key", "project__slug"]
+    raw_id_fields = ["project", "resource_type", "price", "transfer", "run"]
+    list_select_related = ["project", "resource_type", "run"]
+    show_full_result_count = False
+
+    @admin.display(description="amount (credits)")
+    def credits(self, obj: Charge) -> str:
+        return format_amount(obj.amount)
+
+
+@admin.register(ProjectStatusChange)
+class ProjectStatusChangeAdmin(_ReadOnly):
+    list_display = ["at", "project", "from_status", "to_status", "reason", "grace_until"]
+    list_filter = ["to_status"]
+    search_fields = ["project__slug"]
+    raw_id_fields = ["project"]
+    list_select_related = ["project"]
+    show_full_result_count = False
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "project", "enabled", "event_types", "created_at"]
+    list_filter = ["enabled"]
+    raw_id_fields = ["project"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(_ReadOnly):
+    list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "response_code", "next_attempt_at",
+                    "last_error"]
+    list_filter = ["status", "event_type"]
+    list_select_related = ["endpoint"]
+    raw_id_fields = ["endpoint"]
+    actions = ["redeliver"]
+    show_full_result_count = False
+
+    @admin.action(description="Redeliver the selected events now")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]):
+        count = webhook_deliveries_redeliver(delivery_ids=queryset.values_list("id", flat=True))
+        self.message_user(request, f"{count} deliveries queued again")

@@ -1,0 +1,257 @@
+"""Charging one chunk of projects: usage totals → charges → ledger transfers, set-based.
+
+What a chunk charges is derived from state, never remembered: for each (project, resource type,
+window) it charges the window's recorded usage minus what charges of that window already cover.
+Keys are deterministic (regular: the window; adjustment: the window plus the quantity already
+charged), so a re-run, a resumed run or two runs at once charge each unit of usage exactly once.
+"""
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from creditservice.lib.errors import ApiError
+from creditservice.lib.money import charge_micros
+from metering.models import UsageRecord
+from quotas.models import ResourceType
+from wallets import ledger
+from wallets.models import Account, Transfer
+
+from ..models import Charge
+from ..rates import WindowRate, window_rate
+
+log = logging.getLogger(__name__)
+
+KEY_VERSION = "v1"
+_CHARGE = Charge._meta.db_table
+
+
+def regular_key(project_id: int, resource_code: str, window_start: datetime) -> str:
+    return f"{KEY_VERSION}:billing:{project_id}:{resource_code}:{window_start.isoformat()}"
+
+
+def adjustment_key(project_id: int, resource_code: str, window_start: datetime, already_charged: Decimal) -> str:
+    # The already-charged quantity is part of the key: two runs that saw the same state compute the
+    # same adjustment and collide on the key; a later growth is a new state and a new key.
+    return f"{regular_key(project_id, resource_code, window_start)}:adj:{already_charged.normalize():f}"
+
+
+@dataclass
+class ChunkResult:
+    charges: int = 0
+    credits: int = 0  # micro-credits
+    projects: set[int] = field(default_factory=set)
+    failures: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Planned:
+    project_id: int
+    resource_type_id: int
+    window_start: datetime
+    window_end: datetime
+    kind: str
+    quantity: Decimal
+    window_quantity: Decimal
+    previously_charged: Decimal
+    rate: WindowRate
+    amount: int
+    key: str
+    record_ids: list[int]
+
+
+def _failure(project_id: int, resource_type_id: int | None, window_start: datetime | None, reason: str) -> dict:
+    return {"project_id": project_id, "resource_type_id": resource_type_id,
+            "window_start": window_start.isoformat() if window_start else None, "reason": reason[:500]}
+
+
+def _usage_groups(*, first_project_id: int, last_project_id: int, window_start: datetime,
+                  late_since: datetime | None, late_from: datetime) -> dict[tuple, list]:
+    """(project, type, window) → [window_end, total quantity, record ids] for the chunk's projects.
+
+    The run's window in full, plus earlier windows (from late_from) with a record written since
+    late_since: a late event or a re-collection after those windows were billed.
+    """
+    in_chunk = UsageRecord.objects.filter(project_id__gte=first_project_id, project_id__lte=last_project_id)
+    fields = ("id", "project_id", "resource_type_id", "window_start", "window_end", "quantity")
+    rows = list(in_chunk.filter(window_start=window_start).values_list(*fields))
+    if late_since is not None:
+        changed = set(
+            in_chunk.filter(window_start__gte=late_from, window_start__lt=window_start, updated_at__gte=late_since)
+            .values_list("project_id", "resource_type_id", "window_start")
+        )
+        if changed:
+            windows = {key[2] for key in changed}
+            projects = {key[0] for key in changed}
+            rows += [row for row in in_chunk.filter(window_start__in=windows, project_id__in=projects).values_list(*fields)
+                     if (row[1], row[2], row[3]) in changed]
+    groups: dict[tuple, list] = {}
+    for record_id, project_id, type_id, start, end, quantity in rows:
+        group = groups.setdefault((project_id, type_id, start), [end, Decimal(0), []])
+        group[1] += quantity
+        group[2].append(record_id)
+    return groups
+
+
+def _already_charged(*, first_project_id: int, last_project_id: int, windows: set[datetime]) -> dict[tuple, tuple]:
+    """(project, type, window) → (quantity, micro-credits) covered by existing charges."""
+    if not windows:
+        return {}
+    rows = (
+        Charge.objects.filter(project_id__gte=first_project_id, project_id__lte=last_project_id, window_start__in=windows)
+        .values("project_id", "resource_type_id", "window_start")
+        .annotate(quantity=Sum("quantity"), amount=Sum("amount"))
+        .values_list("project_id", "resource_type_id", "window_start", "quantity", "amount")
+    )
+    return {(p, t, w): (q, a) for p, t, w, q, a in rows}
+
+
+def plan_chunk(*, first_project_id: int, last_project_id: int, window_start: datetime, late_since: datetime | None,
+               late_from: datetime, result: ChunkResult) -> list[_Planned]:
+    """Work out the charges of a chunk (reads only). Problems are added to result.failures."""
+    groups = _usage_groups(first_project_id=first_project_id, last_project_id=last_project_id,
+                           window_start=window_start, late_since=late_since, late_from=late_from)
+    charged = _already_charged(first_project_id=first_project_id, last_project_id=last_project_id,
+                               windows={key[2] for key in groups})
+    types = {t.id: t for t in ResourceType.objects.filter(id__in={key[1] for key in groups})}
+    rates: dict[tuple, WindowRate | ApiError] = {}
+    planned: list[_Planned] = []
+    for (project_id, type_id, start), (end, total, record_ids) in groups.items():
+        previous_quantity, previous_amount = charged.get((project_id, type_id, start), (Decimal(0), 0))
+        growth = total - previous_quantity
+        if growth <= 0:
+            if growth < 0:
+                # Usage never shrinks in metering; if it ever does, a person decides about a refund.
+                result.failures.append(_failure(project_id, type_id, start, f"usage {total} is below the {previous_quantity} already charged; not refunded automatically"))
+            continue
+        rate_key = (type_id, start, end)
+        if rate_key not in rates:
+            try:
+                rates[rate_key] = window_rate(types[type_id], start, end)
+            except ApiError as exc:  # PriceMissing, UnitMismatch: this type's window waits for staff
+                rates[rate_key] = exc
+        rate = rates[rate_key]
+        if isinstance(rate, ApiError):
+            result.failures.append(_failure(project_id, type_id, start, f"{rate.code}: {rate.detail}"))
+            continue
+        # The window's total is rounded once; an adjustment takes what that total adds to earlier charges.
+        amount = charge_micros(total, rate.rate) - previous_amount
+        code = types[type_id].code
+        is_first = (project_id, type_id, start) not in charged
+        planned.append(_Planned(
+            project_id=project_id, resource_type_id=type_id, window_start=start, window_end=end,
+            kind=Charge.Kind.REGULAR if is_first else Charge.Kind.LATE_ADJUSTMENT,
+            quantity=growth, window_quantity=total, previously_charged=previous_quantity, rate=rate,
+            amount=max(amount, 0), key=regular_key(project_id, code, start) if is_first
+            else adjustment_key(project_id, code, start, previous_quantity),
+            record_ids=sorted(record_ids),
+        ))
+    return planned
+
+
+def write_charges(*, planned: list[_Planned], run_id: int) -> tuple[int, int]:
+    """Transfers and charges of a chunk in one short transaction. Returns (charges, micro-credits) new."""
+    if not planned:
+        return 0, 0
+    planned = sorted(planned, key=lambda p: (p.project_id, p.resource_type_id, p.window_start))
+    breakdown_json: dict[int, str] = {}
+    transfers = []
+    for p in planned:
+        if p.amount > 0:
+            transfers.append(ledger.BulkTransfer(
+                project_id=p.project_id, amount=p.amount, idempotency_key=p.key,
+                reference=f"billing:{p.window_start.isoformat()}",
+                metadata_json=json.dumps({"resource_type_id": p.resource_type_id, "window_start": p.window_start.isoformat(),
+                                          "quantity": str(p.quantity), "unit": p.rate.unit, "rate": str(p.rate.rate)}),
+            ))
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic():
+        transfer_ids = ledger.transfer_many(
+            transfers=transfers, direction="out", system_code=Account.System.REVENUE, kind=Transfer.Kind.USAGE,
+            reason="usage charge",
+        )
+        rows = []
+        for p in planned:
+            breakdown = breakdown_json.setdefault(id(p.rate), json.dumps(p.rate.breakdown))
+            rows.append((
+                p.project_id, p.resource_type_id, adapt(p.window_start), adapt(p.window_end), p.kind, str(p.quantity),
+                p.rate.unit, str(p.window_quantity), str(p.previously_charged), p.rate.price_id, str(p.rate.rate),
+                breakdown, p.amount, transfer_ids.get(p.key) if p.amount > 0 else None, run_id, p.key,
+                json.dumps(p.record_ids), adapt(now),
+            ))
+        inserted = _insert_charges(rows)
+    new = {key for key in inserted}
+    return len(new), sum(p.amount for p in planned if p.key in new)
+
+
+_CHARGE_COLUMNS = (
+    "project_id, resource_type_id, window_start, window_end, kind, quantity, unit, window_quantity, "
+    "previously_charged_quantity, price_id, rate, price_breakdown, amount, transfer_id, run_id, idempotency_key, "
+    "usage_record_ids, created_at"
+)
+_PG_TYPES = ("bigint", "bigint", "timestamptz", "timestamptz", "text", "numeric", "text", "numeric", "numeric", "bigint",
+             "numeric", "jsonb", "bigint", "bigint", "bigint", "text", "jsonb", "timestamptz")
+
+
+def _insert_charges(rows: list[tuple]) -> list[str]:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING; returns the keys actually inserted."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            names = [f"c{i}" for i in range(len(_PG_TYPES))]
+            # jsonb arrays travel as text[] and are cast per element.
+            unnest = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for t in _PG_TYPES)
+            select = ", ".join(f"{n}::jsonb" if t == "jsonb" else n for n, t in zip(names, _PG_TYPES, strict=True))
+            cursor.execute(
+                f"INSERT INTO {_CHARGE} ({_CHARGE_COLUMNS}) SELECT {select} FROM unnest({unnest}) AS t({', '.join(names)}) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+            return [row[0] for row in cursor.fetchall()]
+        inserted = []
+        placeholders = ", ".join(["%s"] * len(_PG_TYPES))
+        for row in rows:
+            cursor.execute(f"INSERT INTO {_CHARGE} ({_CHARGE_COLUMNS}) VALUES ({placeholders}) "
+                           "ON CONFLICT (idempotency_key) DO NOTHING", row)
+            if cursor.rowcount:
+                inserted.append(row[15])
+        return inserted
+
+
+def charge_chunk(*, first_project_id: int, last_project_id: int, window_start: datetime, late_since: datetime | None,
+                 late_from: datetime, run_id: int) -> ChunkResult:
+    """Plan and write one chunk. If the set-based write fails, each project is retried alone so one
+    bad project is recorded as a failure and does not stop the others."""
+    result = ChunkResult()
+    # Create (and cache) the revenue account outside the chunk's transaction: an id cached from a
+    # transaction that later rolls back would point at nothing.
+    ledger.system_account_id(Account.System.REVENUE)
+    planned = plan_chunk(first_project_id=first_project_id, last_project_id=last_project_id,
+                         window_start=window_start, late_since=late_since, late_from=late_from, result=result)
+    try:
+        result.charges, result.credits = write_charges(planned=planned, run_id=run_id)
+        result.projects = {p.project_id for p in planned}
+    except Exception as exc:
+        log.warning("billing chunk %s-%s failed as a batch (%s); charging project by project",
+                    first_project_id, last_project_id, exc)
+        by_project: dict[int, list[_Planned]] = defaultdict(list)
+        for p in planned:
+            by_project[p.project_id].append(p)
+        for project_id, items in sorted(by_project.items()):
+            try:
+                charges, credits = write_charges(planned=items, run_id=run_id)
+            except Exception as project_exc:
+                log.exception("billing of project %s failed", project_id)
+                result.failures.append(_failure(project_id, None, window_start, f"{type(project_exc).__name__}: {project_exc}"))
+                continue
+            result.charges += charges
+            result.credits += credits
+            result.projects.add(project_id)
+    return result

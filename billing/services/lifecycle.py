@@ -1,0 +1,125 @@
+"""The project lifecycle: active → grace → suspended, and back to active when funded.
+
+Each transition locks the project row, re-reads its status and its wallet, writes, records a
+ProjectStatusChange and queues the webhook, all in one transaction; a transition that another
+worker already made is a quiet no-op.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from creditservice.lib.money import format_amount
+from wallets.models import Account, Project
+
+from ..models import Charge, ProjectStatusChange, WebhookEndpoint
+from .webhooks import webhook_event_emit
+
+Status = Project.Status
+Event = WebhookEndpoint.Event
+
+REASON_UNFUNDED = "a usage charge left the available balance at or below zero"
+REASON_GRACE_OVER = "the grace period ended and the wallet is still unfunded"
+REASON_FUNDED = "funded: the available balance is above zero"
+
+
+def grace_period(project: Project) -> timedelta:
+    hours = project.grace_period_hours if project.grace_period_hours is not None else settings.GRACE_PERIOD_HOURS
+    return timedelta(hours=hours)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _available(project_id: int) -> int:
+    wallet = Account.objects.filter(project_id=project_id, kind=Account.Kind.WALLET).values_list("balance", "reserved").get()
+    return wallet[0] - wallet[1]
+
+
+def _transition(project: Project, to_status: str, reason: str, *, grace_until: datetime | None, event: str, now: datetime) -> None:
+    from_status = project.status
+    project.status = to_status
+    project.grace_until = grace_until
+    project.save(update_fields=["status", "grace_until"])
+    ProjectStatusChange.objects.create(project=project, from_status=from_status, to_status=to_status, reason=reason,
+                                       grace_until=grace_until, at=now)
+    webhook_event_emit(project=project, event_type=event, data={
+        "status": to_status, "previous_status": from_status, "reason": reason, "grace_until": _iso(grace_until),
+        "available": format_amount(_available(project.id)),
+    })
+
+
+def projects_enter_grace_if_unfunded(*, project_ids: Iterable[int]) -> list[int]:
+    """After charges: active projects whose available balance is ≤ 0 go into grace. Returns their ids."""
+    ids = sorted(set(project_ids))
+    # One set-based read finds the few candidates; each is then locked and re-checked.
+    candidates = list(
+        Project.objects.filter(id__in=ids, status=Status.ACTIVE, wallet__balance__lte=F("wallet__reserved"))
+        .order_by("id").values_list("id", flat=True)
+    ) if ids else []
+    moved = []
+    for project_id in candidates:
+        if project_enter_grace(project_id=project_id):
+            moved.append(project_id)
+    return moved
+
+
+def project_enter_grace(*, project_id: int, reason: str = REASON_UNFUNDED) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(id=project_id)
+        if project.status != Status.ACTIVE or _available(project_id) > 0:
+            return False
+        _transition(project, Status.GRACE, reason, grace_until=now + grace_period(project), event=Event.PROJECT_GRACE, now=now)
+    return True
+
+
+def project_suspend_if_grace_over(*, project_id: int) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(id=project_id)
+        if project.status != Status.GRACE or (project.grace_until and project.grace_until > now):
+            return False
+        if _available(project_id) > 0:  # funded while the hook was missed: back to active instead
+            _transition(project, Status.ACTIVE, REASON_FUNDED, grace_until=None, event=Event.PROJECT_REACTIVATED, now=now)
+            return False
+        _transition(project, Status.SUSPENDED, REASON_GRACE_OVER, grace_until=None, event=Event.PROJECT_SUSPENDED, now=now)
+    return True
+
+
+def project_reactivate_if_funded(project_id: int) -> bool:
+    """The wallets.ledger.on_wallet_funded hook: funded at any point → active at once."""
+    if not Project.objects.filter(id=project_id, status__in=[Status.GRACE, Status.SUSPENDED]).exists():
+        return False  # the usual case (an active project topped up) costs one indexed read
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(id=project_id)
+        if project.status not in (Status.GRACE, Status.SUSPENDED) or _available(project_id) <= 0:
+            return False
+        _transition(project, Status.ACTIVE, REASON_FUNDED, grace_until=None, event=Event.PROJECT_REACTIVATED, now=now)
+    return True
+
+
+def lifecycle_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Periodic: suspend projects whose grace ended unfunded; reactivate funded ones whose hook was
+    missed; and put into grace charged projects left active and unfunded by a crash between a
+    chunk's commit and its lifecycle step."""
+    now = now or timezone.now()
+    suspended = reactivated = 0
+    for project_id in Project.objects.filter(status=Status.GRACE, grace_until__lte=now).order_by("id").values_list("id", flat=True):
+        if project_suspend_if_grace_over(project_id=project_id):
+            suspended += 1
+    funded = (Project.objects.filter(status__in=[Status.GRACE, Status.SUSPENDED], wallet__balance__gt=F("wallet__reserved"))
+              .order_by("id").values_list("id", flat=True))
+    for project_id in funded:
+        if project_reactivate_if_funded(project_id):
+            reactivated += 1
+    lease = timedelta(seconds=settings.BILLING_RUN_LEASE_SECONDS)
+    recently_charged = Charge.objects.filter(created_at__gte=now - 2 * lease).values_list("project_id", flat=True).distinct()
+    graced = len(projects_enter_grace_if_unfunded(project_ids=list(recently_charged)))
+    return {"suspended": suspended, "reactivated": reactivated, "grace": graced}

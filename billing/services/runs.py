@@ -1,0 +1,236 @@
+"""Billing runs: claim a window by compare-and-set, split it into chunks, let workers take them.
+
+A run is one row per window. Claiming it is one conditional UPDATE (pending/finished → running, or
+a running run whose heartbeat is older than the lease, i.e. a crashed worker), so two beats or two
+workers never bill a window at once; the loser is told and leaves. Each claim is a new attempt with
+its own chunks; a resumed attempt re-derives what is left from the charges already made.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.utils import timezone
+
+from metering import windows
+from metering.models import UsageRecord
+
+from ..models import BillingChunk, BillingRun
+from .charging import charge_chunk
+from .lifecycle import projects_enter_grace_if_unfunded
+
+log = logging.getLogger(__name__)
+
+Status = BillingRun.Status
+ChunkStatus = BillingChunk.Status
+# updated_at is the writer's transaction time and a writer commits a moment later: look back further.
+LATE_USAGE_MARGIN = timedelta(minutes=10)
+
+
+@dataclass
+class RunOutcome:
+    run: BillingRun
+    claimed: bool
+    message: str
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.BILLING_RUN_LEASE_SECONDS)
+
+
+def _late_usage_from(window_start: datetime) -> datetime:
+    """The oldest window a late adjustment can touch (metering refuses older events)."""
+    return window_start - timedelta(hours=settings.USAGE_LATENESS_HOURS) - windows.window_length()
+
+
+def billing_run_claim(*, window_start: datetime, trigger: str = "") -> RunOutcome:
+    """Claim the window's run (creating it if needed). claimed=False: someone else is running it."""
+    if not windows.is_window_start(window_start):
+        raise ValueError(f"{window_start.isoformat()} is not the start of a billing window")
+    window_end = window_start + windows.window_length()
+    if window_end > timezone.now():
+        raise ValueError("that window has not closed yet")
+    try:
+        with transaction.atomic():
+            run, _ = BillingRun.objects.get_or_create(window_start=window_start, defaults={"window_end": window_end})
+    except IntegrityError:  # created by a concurrent claim a moment ago
+        run = BillingRun.objects.get(window_start=window_start)
+    now = timezone.now()
+    claimable = Q(status__in=[Status.PENDING, Status.SUCCEEDED, Status.PARTIAL, Status.FAILED]) | Q(
+        status=Status.RUNNING, heartbeat_at__lt=now - _lease())
+    claimed = BillingRun.objects.filter(claimable, id=run.id, attempt=run.attempt).update(
+        status=Status.RUNNING, attempt=F("attempt") + 1, trigger=trigger[:100], started_at=now, heartbeat_at=now,
+        finished_at=None, error="",
+    )
+    run.refresh_from_db()
+    if not claimed:
+        return RunOutcome(run, False, f"the billing run of {window_start.isoformat()} is already running "
+                                      f"(attempt {run.attempt}, since {run.started_at:%H:%M:%S}); nothing to do")
+    return RunOutcome(run, True, f"claimed the billing run of {window_start.isoformat()} (attempt {run.attempt})")
+
+
+def _late_usage_since(run: BillingRun) -> datetime:
+    """Records of earlier windows written since the previous window's run started may be late usage.
+
+    Runs go in window order (the due task catches up oldest first), so run N looks at what was
+    written since run N-1 started; a window with no earlier run looks at the whole lateness range.
+    """
+    previous = (BillingRun.objects.filter(window_start__lt=run.window_start, status__in=[Status.SUCCEEDED, Status.PARTIAL])
+                .order_by("-window_start").values_list("started_at", flat=True).first())
+    floor = _late_usage_from(run.window_start)
+    return max(previous - LATE_USAGE_MARGIN, floor) if previous else floor
+
+
+def billing_run_plan(*, run: BillingRun) -> int:
+    """Split the attempt's projects with usage to charge into chunks of BILLING_CHUNK_SIZE. Returns the count."""
+    since = _late_usage_since(run)
+    BillingRun.objects.filter(id=run.id).update(late_usage_since=since)
+    run.late_usage_since = since
+    project_ids = set(UsageRecord.objects.filter(window_start=run.window_start).values_list("project_id", flat=True).distinct())
+    project_ids |= set(
+        UsageRecord.objects.filter(window_start__gte=_late_usage_from(run.window_start), window_start__lt=run.window_start,
+                                   updated_at__gte=since).values_list("project_id", flat=True).distinct()
+    )
+    ordered = sorted(project_ids)
+    size = max(settings.BILLING_CHUNK_SIZE, 1)
+    chunks = [
+        BillingChunk(run=run, attempt=run.attempt, index=i, first_project_id=ordered[start],
+                     last_project_id=ordered[min(start + size, len(ordered)) - 1])
+        for i, start in enumerate(range(0, len(ordered), size))
+    ]
+    BillingChunk.objects.bulk_create(chunks)
+    return len(chunks)
+
+
+def _chunk_claim(run: BillingRun) -> BillingChunk | None:
+    """Take the next pending chunk of the current attempt (or a stale running one) by compare-and-set."""
+    now = timezone.now()
+    claimable = Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, claimed_at__lt=now - _lease())
+    for chunk_id in (BillingChunk.objects.filter(claimable, run_id=run.id, attempt=run.attempt)
+                     .order_by("index").values_list("id", flat=True)[:20]):
+        if BillingChunk.objects.filter(claimable, id=chunk_id).update(status=ChunkStatus.RUNNING, claimed_at=now):
+            return BillingChunk.objects.get(id=chunk_id)
+    return None
+
+
+def billing_chunk_process(*, chunk: BillingChunk, run: BillingRun) -> BillingChunk:
+    """Charge one chunk, then move its unfunded projects into grace. A failure is recorded on the chunk."""
+    try:
+        result = charge_chunk(
+            first_project_id=chunk.first_project_id, last_project_id=chunk.last_project_id,
+            window_start=run.window_start, late_since=run.late_usage_since,
+            late_from=_late_usage_from(run.window_start), run_id=run.id,
+        )
+    except Exception as exc:
+        log.exception("billing chunk %s failed", chunk.id)
+        chunk.status, chunk.error = ChunkStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        chunk.status = ChunkStatus.DONE
+        chunk.charges_created, chunk.credits_charged = result.charges, result.credits
+        chunk.projects_charged, chunk.failures = len(result.projects), result.failures
+        try:
+            projects_enter_grace_if_unfunded(project_ids=result.projects)
+        except Exception:  # charges are committed; the lifecycle sweep catches these projects up
+            log.exception("lifecycle step of billing chunk %s failed", chunk.id)
+    chunk.finished_at = timezone.now()
+    chunk.save(update_fields=["status", "error", "charges_created", "credits_charged", "projects_charged", "failures",
+                              "finished_at"])
+    BillingRun.objects.filter(id=run.id, attempt=run.attempt).update(heartbeat_at=chunk.finished_at)
+    return chunk
+
+
+def billing_run_work(*, run_id: int, on_chunk: Callable[[BillingChunk], None] | None = None) -> int:
+    """Take chunks of the run's current attempt until none is left, then try to finish it. Returns chunks done."""
+    run = BillingRun.objects.get(id=run_id)
+    done = 0
+    while run.status == Status.RUNNING and (chunk := _chunk_claim(run)) is not None:
+        billing_chunk_process(chunk=chunk, run=run)
+        done += 1
+        if on_chunk:
+            on_chunk(chunk)
+    billing_run_finish_if_done(run_id=run.id, attempt=run.attempt)
+    return done
+
+
+def billing_run_finish_if_done(*, run_id: int, attempt: int) -> bool:
+    """Whoever finishes the last chunk closes the run (compare-and-set on status and attempt)."""
+    chunks = BillingChunk.objects.filter(run_id=run_id, attempt=attempt)
+    if chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]).exists():
+        return False
+    failures: list[dict] = []
+    errors: list[str] = []
+    for chunk in chunks.order_by("index"):
+        failures += chunk.failures
+        if chunk.status == ChunkStatus.FAILED:
+            errors.append(f"chunk {chunk.index} (projects {chunk.first_project_id}-{chunk.last_project_id}): {chunk.error}")
+    # Totals count every attempt's chunks: a resumed run reports what the window was charged in all.
+    totals = BillingChunk.objects.filter(run_id=run_id).aggregate(
+        charges=Sum("charges_created"), credits=Sum("credits_charged"), projects=Sum("projects_charged"))
+    status = Status.SUCCEEDED if not failures and not errors else Status.PARTIAL
+    return bool(BillingRun.objects.filter(id=run_id, attempt=attempt, status=Status.RUNNING).update(
+        status=status, finished_at=timezone.now(), failures=failures[:1000], error="\n".join(errors)[:4000],
+        charges_created=totals["charges"] or 0, credits_charged=totals["credits"] or 0,
+        projects_charged=totals["projects"] or 0,
+    ))
+
+
+def billing_run_fail(*, run_id: int, attempt: int, error: str) -> None:
+    BillingRun.objects.filter(id=run_id, attempt=attempt, status=Status.RUNNING).update(
+        status=Status.FAILED, finished_at=timezone.now(), error=error[:4000])
+
+
+def billing_run_execute(*, window_start: datetime, trigger: str = "", parallel: bool = False,
+                        on_chunk: Callable[[BillingChunk], None] | None = None) -> RunOutcome:
+    """Bill one closed window, synchronously (the command, the bench, tests, the Celery task).
+
+    parallel: also enqueue BILLING_PARALLEL_WORKERS Celery tasks that take chunks beside this one.
+    An exception marks the attempt failed and is re-raised; a re-run resumes it and charges nothing twice.
+    """
+    outcome = billing_run_claim(window_start=window_start, trigger=trigger)
+    if not outcome.claimed:
+        return outcome
+    run = outcome.run
+    try:
+        chunk_count = billing_run_plan(run=run)
+        if parallel and chunk_count > 1:
+            from ..tasks import billing_run_work_task
+
+            for _ in range(min(settings.BILLING_PARALLEL_WORKERS, chunk_count - 1)):
+                billing_run_work_task.delay(run.id)
+        billing_run_work(run_id=run.id, on_chunk=on_chunk)
+    except Exception as exc:
+        billing_run_fail(run_id=run.id, attempt=run.attempt, error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.refresh_from_db()
+    outcome.run = run
+    if run.status == Status.RUNNING:
+        outcome.message = f"{outcome.message}; other workers are finishing its chunks"
+    else:
+        outcome.message = billing_run_summary(run)
+    return outcome
+
+
+def billing_run_summary(run: BillingRun) -> str:
+    from creditservice.lib.money import format_amount
+
+    duration = f"{run.duration_seconds:.2f} s" if run.duration_seconds is not None else "-"
+    return (f"billing run {run.window_start.isoformat()} {run.status}: {run.charges_created} charges, "
+            f"{run.projects_charged} projects, {format_amount(run.credits_charged)} credits, "
+            f"{len(run.failures)} failures, {duration}")
+
+
+def billing_windows_due(*, now: datetime | None = None) -> list[datetime]:
+    """Closed windows not yet billed, oldest first: from the last billed window (or the lateness
+    range) to the last closed window, so a stopped beat never leaves a window unbilled."""
+    now = now or timezone.now()
+    last_start, _ = windows.last_closed_window(now)
+    floor = _late_usage_from(last_start) + windows.window_length()
+    billed = set(BillingRun.objects.filter(window_start__gte=floor, status__in=[Status.SUCCEEDED, Status.PARTIAL])
+                 .values_list("window_start", flat=True))
+    latest = max(billed) if billed else None
+    first = latest + windows.window_length() if latest else last_start
+    return [start for start, _ in windows.windows_between(max(first, floor), last_start) if start not in billed]

@@ -1,0 +1,57 @@
+"""Celery tasks: each loads by id and calls one service; the decisions live in the database."""
+
+import logging
+
+from celery import shared_task
+
+from .services import lifecycle, runs, webhooks
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="billing.tasks.billing_run_due")
+def billing_run_due() -> list[str]:
+    """Hourly (beat): bill every closed window not yet billed, oldest first."""
+    messages = []
+    for window_start in runs.billing_windows_due():
+        outcome = runs.billing_run_execute(window_start=window_start, trigger="beat", parallel=True)
+        log.info(outcome.message)
+        messages.append(outcome.message)
+    return messages
+
+
+@shared_task(name="billing.tasks.billing_run_window")
+def billing_run_window(window_start_iso: str, trigger: str = "") -> str:
+    """One window, e.g. started by staff from the admin."""
+    from datetime import datetime
+
+    outcome = runs.billing_run_execute(window_start=datetime.fromisoformat(window_start_iso), trigger=trigger, parallel=True)
+    log.info(outcome.message)
+    return outcome.message
+
+
+@shared_task(name="billing.tasks.billing_run_work")
+def billing_run_work_task(run_id: int) -> int:
+    """A helper worker: takes chunks of a running run beside the one that started it."""
+    return runs.billing_run_work(run_id=run_id)
+
+
+@shared_task(name="billing.tasks.lifecycle_sweep")
+def lifecycle_sweep() -> dict:
+    """Every 5 minutes (beat): grace expiry → suspended, and the safety nets of the lifecycle."""
+    return lifecycle.lifecycle_sweep()
+
+
+@shared_task(name="billing.tasks.webhook_delivery_attempt")
+def webhook_delivery_attempt(delivery_id: int) -> str | None:
+    delivery = webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+    return delivery.status if delivery else None
+
+
+@shared_task(name="billing.tasks.webhook_deliveries_due")
+def webhook_deliveries_due() -> int:
+    """Every minute (beat): sends deliveries whose retry is due, in case a queued retry was lost."""
+    ids = webhooks.webhook_deliveries_due()
+    for delivery_id in ids:
+        webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+    return len(ids)

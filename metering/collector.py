@@ -1,0 +1,288 @@
+"""Pull usage from a Prometheus-compatible store with PromQL, one window at a time.
+
+For each enabled MetricQuery and each closed window, the query is evaluated at the window's end
+(`/api/v1/query?time=<end>`), the answer is validated, and each series becomes the UsageRecord of
+the project named by its label. Nothing doubtful is ever stored as usage: an unreachable or slow
+store, an error answer, a malformed body, NaN/Inf/negative values and unknown projects are logged
+and counted, and the window stays not collected so the next run tries it again. A window that was
+never collected is found by walking every window of the look-back period, so none is skipped.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from creditservice.lib.money import quantize_quantity
+from quotas.models import ResourceType
+from wallets.models import Project
+
+from . import services
+from .models import CollectionWindow, MetricQuery, UsageRecord
+from .windows import window_length, window_start_of, windows_between
+
+logger = logging.getLogger(__name__)
+
+SECONDS_PER_HOUR = Decimal(3600)
+# Errors kept on a window: enough to diagnose, bounded so a bad query cannot bloat the row.
+MAX_PROBLEMS_KEPT = 20
+
+
+class PrometheusError(Exception):
+    """The store did not give a usable answer for this query."""
+
+
+class PrometheusUnavailable(PrometheusError):
+    """Connection refused, DNS, timeout: the store is down or slow; stop this run, retry later."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: str  # as the store sent it: "900", "NaN", "+Inf", "9.000000000000001e+02"
+
+
+@dataclass
+class WindowOutcome:
+    resource_type: str
+    window_start: datetime
+    collected: bool
+    records_stored: int = 0
+    series_refused: int = 0
+    error: str = ""
+    unavailable: bool = False
+
+
+@dataclass
+class CollectionSummary:
+    configured: bool = True
+    outcomes: list[WindowOutcome] = field(default_factory=list)
+    stopped_early: str = ""
+    gaps_beyond_lookback: int = 0
+
+    @property
+    def collected(self) -> int:
+        return sum(1 for o in self.outcomes if o.collected)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for o in self.outcomes if not o.collected)
+
+    @property
+    def records_stored(self) -> int:
+        return sum(o.records_stored for o in self.outcomes)
+
+    @property
+    def series_refused(self) -> int:
+        return sum(o.series_refused for o in self.outcomes)
+
+
+def render_promql(template: str, length: timedelta) -> str:
+    """Fill the placeholders. str.replace, not str.format: PromQL itself uses braces ({job="vm"})."""
+    seconds = int(length.total_seconds())
+    return template.replace("{window_seconds}", str(seconds)).replace("{window}", f"{seconds}s")
+
+
+def prometheus_query(promql: str, at: datetime) -> list[Sample]:
+    """Evaluate an instant query at `at`; validate the answer's shape (a vector of samples)."""
+    if not settings.PROMETHEUS_URL:
+        raise PrometheusUnavailable("PROMETHEUS_URL is not set")
+    url = settings.PROMETHEUS_URL.rstrip("/") + "/api/v1/query"
+    try:
+        response = requests.get(
+            url, params={"query": promql, "time": f"{at.timestamp():.3f}"}, timeout=settings.PROMETHEUS_TIMEOUT_SECONDS
+        )
+    except requests.Timeout:
+        raise PrometheusUnavailable(f"no answer within {settings.PROMETHEUS_TIMEOUT_SECONDS} s")
+    except requests.RequestException as exc:
+        raise PrometheusUnavailable(f"cannot reach the metrics store: {exc.__class__.__name__}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusError(f"HTTP {response.status_code}: the answer is not JSON")
+    if not isinstance(body, dict):
+        raise PrometheusError("the answer is not a JSON object")
+    if body.get("status") != "success":
+        raise PrometheusError(f"HTTP {response.status_code}: {body.get('errorType', 'error')}: {body.get('error', '')}"[:500])
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        result_type = data.get("resultType") if isinstance(data, dict) else None
+        raise PrometheusError(f"expected a vector result, got {result_type!r}")
+    samples = []
+    for item in data["result"]:
+        labels, value = (item.get("metric"), item.get("value")) if isinstance(item, dict) else (None, None)
+        if (not isinstance(labels, dict) or not isinstance(value, list) or len(value) != 2
+                or not isinstance(value[1], str)):
+            raise PrometheusError("a sample is not {metric: {...}, value: [time, \"number\"]}")
+        samples.append(Sample(labels={str(k): str(v) for k, v in labels.items()}, value=value[1]))
+    return samples
+
+
+def to_billing_quantity(value: str, result_unit: str) -> Decimal:
+    """A sample value → the billing unit, quantized once at the stored scale. Raises ValueError."""
+    try:
+        number = Decimal(value)  # exact: the decimal text the store printed, not a float
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value[:40]!r}")
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value[:40]}")
+    if number < 0:
+        raise ValueError(f"negative: {value[:40]}")
+    with localcontext() as context:
+        context.prec = 50  # the division is exact enough; the single rounding is quantize_quantity
+        if result_unit == MetricQuery.ResultUnit.SECONDS:
+            number = number / SECONDS_PER_HOUR
+        return quantize_quantity(number)
+
+
+def _unit_problem(metric_query: MetricQuery) -> str:
+    duration = metric_query.resource_type.metering == ResourceType.Metering.DURATION
+    if duration and metric_query.result_unit == MetricQuery.ResultUnit.UNITS:
+        return f"{metric_query.resource_type.code} is billed in unit-hours; a query returning units cannot be used"
+    if not duration and metric_query.result_unit != MetricQuery.ResultUnit.UNITS:
+        return f"{metric_query.resource_type.code} is billed per unit; a query returning time cannot be used"
+    return ""
+
+
+def collect_window(*, metric_query: MetricQuery, window_start: datetime) -> WindowOutcome:
+    """Collect one query for one window and record the attempt on its CollectionWindow."""
+    if window_start_of(window_start) != window_start:
+        raise ValueError(f"{window_start.isoformat()} is not the start of a window")
+    length = window_length()
+    window_end = window_start + length
+    code = metric_query.resource_type.code
+    window = services.collection_window_get(metric_query=metric_query, window_start=window_start, window_end=window_end)
+    outcome = WindowOutcome(resource_type=code, window_start=window_start, collected=False)
+
+    problem = _unit_problem(metric_query)
+    samples: list[Sample] = []
+    if not problem:
+        try:
+            samples = prometheus_query(render_promql(metric_query.promql, length), window_end)
+        except PrometheusUnavailable as exc:
+            problem, outcome.unavailable = str(exc), True
+        except PrometheusError as exc:
+            problem = str(exc)
+    if problem:
+        logger.warning("usage collection of %s for %s failed: %s", code, window_start.isoformat(), problem)
+        services.collection_window_record(window=window, collected=False, error=problem)
+        outcome.error = problem
+        return outcome
+
+    problems: list[str] = []
+    by_slug: dict[str, Decimal] = {}
+    for sample in samples:
+        slug = sample.labels.get(metric_query.project_label)
+        if not slug:
+            problems.append(f"series without the {metric_query.project_label!r} label: {sample.labels}")
+            continue
+        try:
+            quantity = to_billing_quantity(sample.value, metric_query.result_unit)
+        except ValueError as exc:
+            problems.append(f"project {slug}: {exc}")
+            continue
+        # Several series for one project (a query not summed by project) add up.
+        by_slug[slug] = by_slug.get(slug, Decimal(0)) + quantity
+    projects = dict(Project.objects.filter(slug__in=list(by_slug)).values_list("slug", "id"))
+    quantities: dict[int, Decimal] = {}
+    for slug, quantity in by_slug.items():
+        if slug in projects:
+            quantities[projects[slug]] = quantity
+        else:
+            problems.append(f"unknown project {slug!r}")
+
+    reference = f"metric_query:{metric_query.id} time={window_end.isoformat()}"
+    stored = services.usage_records_store(
+        resource_type_id=metric_query.resource_type_id, window_start=window_start, window_end=window_end,
+        quantities=quantities, source=UsageRecord.Source.PROMETHEUS, source_reference=reference,
+    )
+    # Good series are stored (idempotently: a retry sets the same values); any refused series keeps the
+    # window not collected, visible in the admin and retried, instead of being silently dropped.
+    for text in problems[:MAX_PROBLEMS_KEPT]:
+        logger.warning("usage collection of %s for %s refused a series: %s", code, window_start.isoformat(), text)
+    error = "; ".join(problems[:MAX_PROBLEMS_KEPT]) + (f" (+{len(problems) - MAX_PROBLEMS_KEPT} more)"
+                                                         if len(problems) > MAX_PROBLEMS_KEPT else "")
+    services.collection_window_record(window=window, collected=not problems, error=error,
+                                      records_stored=stored, series_refused=len(problems))
+    outcome.collected, outcome.records_stored, outcome.series_refused, outcome.error = (
+        not problems, stored, len(problems), error)
+    return outcome
+
+
+def _gaps_before(metric_query: MetricQuery, first_start: datetime) -> int:
+    """Windows from the query's creation up to the look-back that were never collected (counted, not walked)."""
+    since = window_start_of(metric_query.created_at)
+    if since >= first_start:
+        return 0
+    expected = int((first_start - since) / window_length())
+    collected = CollectionWindow.objects.filter(
+        metric_query=metric_query, window_start__gte=since, window_start__lt=first_start,
+        status=CollectionWindow.Status.COLLECTED,
+    ).count()
+    return max(expected - collected, 0)
+
+
+def collect_due_windows(
+    *, now: datetime | None = None, on_window: Callable[[WindowOutcome], Any] | None = None,
+) -> CollectionSummary:
+    """Collect every closed window of the look-back period not yet collected, oldest first.
+
+    A window is due once it ended USAGE_COLLECTION_DELAY_SECONDS ago (the store's last scrape is in).
+    If the store is unreachable or slow the run stops at once (no point timing out on every window);
+    the windows stay due for the next run.
+    """
+    summary = CollectionSummary()
+    if not settings.PROMETHEUS_URL:
+        logger.info("PROMETHEUS_URL is not set: no usage to collect")
+        summary.configured = False
+        return summary
+    now = now or timezone.now()
+    length = window_length()
+    last_start = window_start_of(now - timedelta(seconds=settings.USAGE_COLLECTION_DELAY_SECONDS)) - length
+    first_start = window_start_of(now - timedelta(hours=settings.USAGE_COLLECTION_LOOKBACK_HOURS))
+    queries = list(MetricQuery.objects.filter(enabled=True).select_related("resource_type").order_by("id"))
+    summary.gaps_beyond_lookback = sum(_gaps_before(query, first_start) for query in queries)
+    if summary.gaps_beyond_lookback:
+        logger.error("%d usage windows older than the look-back were never collected; run collect_usage "
+                     "--window-start for each (see the admin's collection windows)", summary.gaps_beyond_lookback)
+    for metric_query in queries:
+        collected = set(CollectionWindow.objects.filter(
+            metric_query=metric_query, window_start__gte=first_start, status=CollectionWindow.Status.COLLECTED,
+        ).values_list("window_start", flat=True))
+        for window_start, _ in windows_between(first_start, last_start):
+            if window_start in collected:
+                continue
+            outcome = collect_window(metric_query=metric_query, window_start=window_start)
+            summary.outcomes.append(outcome)
+            if on_window:
+                on_window(outcome)
+            if outcome.unavailable:
+                summary.stopped_early = outcome.error
+                return summary
+    return summary
+
+
+def collect_one_window(
+    *, window_start: datetime, resource_type_code: str | None = None,
+    on_window: Callable[[WindowOutcome], Any] | None = None,
+) -> CollectionSummary:
+    """Collect (again) one window for every enabled query, or one type's query, whatever its status."""
+    summary = CollectionSummary(configured=bool(settings.PROMETHEUS_URL))
+    queries = MetricQuery.objects.filter(enabled=True).select_related("resource_type").order_by("id")
+    if resource_type_code:
+        queries = queries.filter(resource_type__code=resource_type_code)
+    for metric_query in queries:
+        outcome = collect_window(metric_query=metric_query, window_start=window_start)
+        summary.outcomes.append(outcome)
+        if on_window:
+            on_window(outcome)
+        if outcome.unavailable:
+            summary.stopped_early = outcome.error
+            break
+    return summary

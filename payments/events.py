@@ -1,0 +1,132 @@
+"""Stripe webhook intake: verify, store under Stripe's event id, then apply.
+
+The signature is checked on the raw body before anything is written. Each verified event is stored once
+(its unique stripe_event_id turns a duplicate delivery into "already have it") and then applied by the
+services, which are safe to run twice; so a redelivery of a failed or interrupted event, or the admin's
+"reprocess" action, simply applies it again.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import services, stripe_client
+from .models import CheckoutSession, StripeEvent
+
+log = logging.getLogger(__name__)
+
+
+def _checkout_completed(obj: dict[str, Any]) -> CheckoutSession:
+    # Cards are "paid" at once; delayed methods (bank debits) complete "unpaid" and fund on async success.
+    if obj.get("payment_status") in ("paid", "no_payment_required"):
+        return services.checkout_session_fund(stripe_session=obj)
+    return services.checkout_session_await_payment(stripe_session=obj)
+
+
+HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "checkout.session.completed": _checkout_completed,
+    "checkout.session.async_payment_succeeded": lambda obj: services.checkout_session_fund(stripe_session=obj),
+    "checkout.session.async_payment_failed": lambda obj: services.checkout_session_close(
+        stripe_session=obj, status=CheckoutSession.Status.FAILED),
+    "checkout.session.expired": lambda obj: services.checkout_session_close(
+        stripe_session=obj, status=CheckoutSession.Status.EXPIRED),
+    "charge.refunded": lambda obj: services.checkout_session_refund(charge=obj),
+    "charge.dispute.created": lambda obj: services.checkout_session_flag_dispute(dispute=obj),
+}
+
+
+class InvalidEvent(Exception):
+    """Not a verified Stripe event: answered 400, nothing stored."""
+
+
+def stripe_event_receive(*, payload: bytes, signature: str | None) -> tuple[StripeEvent, bool]:
+    """Verify and store one delivery. Returns (event, created); created is False for a duplicate delivery."""
+    try:
+        data = stripe_client.webhook_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    except stripe_client.InvalidSignature as exc:
+        raise InvalidEvent(str(exc)) from None
+    event_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(event_id, str) or not event_id or not isinstance(data.get("type"), str):
+        raise InvalidEvent("the body is not a Stripe event (no id or type)")
+    try:
+        with transaction.atomic():
+            event = StripeEvent.objects.create(
+                stripe_event_id=event_id, type=data["type"][:100], livemode=bool(data.get("livemode")), payload=data,
+            )
+        return event, True
+    except IntegrityError:
+        # Another delivery of the same event was stored first: we already have it.
+        return StripeEvent.objects.get(stripe_event_id=event_id), False
+
+
+def _finish(event: StripeEvent, status: str, error: str = "") -> StripeEvent:
+    now = timezone.now()
+    StripeEvent.objects.filter(id=event.id).update(status=status, error=error[:5000], processed_at=now)
+    event.status, event.error, event.processed_at = status, error, now
+    return event
+
+
+def stripe_event_process(*, event: StripeEvent) -> StripeEvent:
+    """Apply one stored event. Idempotent: the services lock and re-check, the ledger keys are deterministic.
+
+    Expected refusals end as ignored/failed with the reason in `error`; an unexpected error is stored as
+    failed and raised again, so the webhook answers 500 and Stripe redelivers.
+    """
+    StripeEvent.objects.filter(id=event.id).update(attempts=F("attempts") + 1)
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return _finish(event, StripeEvent.Status.IGNORED, f"event type {event.type} is not handled")
+    try:
+        outcome = handler(event.data_object)
+    except services.EventNotApplicable as exc:
+        return _finish(event, StripeEvent.Status.IGNORED, str(exc))
+    except services.EventFailed as exc:
+        log.warning("Stripe event %s (%s) failed: %s", event.stripe_event_id, event.type, exc)
+        return _finish(event, StripeEvent.Status.FAILED, str(exc))
+    except Exception as exc:
+        log.exception("Stripe event %s (%s) could not be processed", event.stripe_event_id, event.type)
+        _finish(event, StripeEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(event, StripeEvent.Status.PROCESSED)
+    if isinstance(outcome, CheckoutSession) and outcome.funded and outcome.stripe_payment_intent_id:
+        _retry_waiting_payment_events(outcome.stripe_payment_intent_id)
+    return event
+
+
+# Events about a payment that can arrive before the top-up is funded (Stripe does not promise order).
+_PAYMENT_EVENT_TYPES = ("charge.refunded", "charge.dispute.created")
+
+
+def _retry_waiting_payment_events(payment_intent_id: str) -> None:
+    """A refund or dispute that failed because its top-up was not funded yet is applied now that it is."""
+    waiting = StripeEvent.objects.filter(
+        status=StripeEvent.Status.FAILED, type__in=_PAYMENT_EVENT_TYPES,
+        payload__data__object__payment_intent=payment_intent_id,
+    ).order_by("id")
+    for event in waiting:
+        try:
+            stripe_event_process(event=event)
+        except Exception:  # stored as failed with its reason; the funding itself stands
+            pass
+
+
+def stripe_event_reprocess(*, event_ids: list[int]) -> dict[str, int]:
+    """Staff's "reprocess": apply stored events again (after fixing what made them fail). Counts by outcome."""
+    outcomes: dict[str, int] = {}
+    for event in StripeEvent.objects.filter(id__in=event_ids).order_by("id"):
+        try:
+            status = stripe_event_process(event=event).status
+        except Exception:
+            status = StripeEvent.Status.FAILED
+        outcomes[status] = outcomes.get(status, 0) + 1
+    return outcomes
+
+
+def needs_processing(event: StripeEvent) -> bool:
+    """A duplicate delivery is applied again only if the first did not finish (crash) or failed."""
+    return event.status in (StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED)

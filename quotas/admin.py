@@ -1,0 +1,131 @@
+"""Staff screens of admission control.
+
+Quotas and the budget are edited inline on the project page. wallets/admin.py must not import this
+app (dependencies point down), so this module unregisters wallets' ProjectAdmin and registers a
+subclass that adds the two inlines. The periodic expiry task is edited in django-celery-beat's
+"Periodic tasks" admin, which comes with that app.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from creditservice.lib.money import MoneyError, format_amount, micros_to_decimal, parse_amount
+from wallets.admin import ProjectAdmin, ReadOnlyAdmin
+from wallets.models import Project
+
+from . import services
+from .errors import ReservationEnded
+from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
+from .quantities import format_quantity
+
+
+class QuotaDefaultInline(admin.TabularInline):
+    model = QuotaDefault
+    extra = 0
+    max_num = 1
+    verbose_name = "default limit for projects without their own quota"
+
+
+@admin.register(ResourceType)
+class ResourceTypeAdmin(admin.ModelAdmin):
+    list_display = ["code", "display_name", "unit", "metering"]
+    search_fields = ["code", "display_name"]
+    inlines = [QuotaDefaultInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The code names the type in API calls and in every caller's configuration.
+        return ["code"] if obj else []
+
+
+class QuotaInline(admin.TabularInline):
+    model = Quota
+    extra = 0
+    fields = ["resource_type", "limit", "used", "reserved", "updated_at"]
+    # used and reserved are moved only by reservations and releases (quotas/services.py).
+    readonly_fields = ["used", "reserved", "updated_at"]
+
+
+class CreditsInput(forms.CharField):
+    """Credits typed as a decimal ("12.5"), stored as micro-credits."""
+
+    def prepare_value(self, value):
+        return micros_to_decimal(value).normalize() if isinstance(value, int) else value
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in ("", None):
+            return None
+        try:
+            return parse_amount(value, allow_zero=True)
+        except MoneyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class BudgetForm(forms.ModelForm):
+    hard_limit = CreditsInput(help_text="Credits per calendar month (UTC).")
+    soft_limit = CreditsInput(required=False, help_text="Alert threshold in credits; nothing is refused at it.")
+
+    class Meta:
+        model = Budget
+        fields = ["hard_limit", "soft_limit"]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("soft_limit") is not None and data.get("hard_limit") is not None and data["soft_limit"] > data["hard_limit"]:
+            raise forms.ValidationError("The soft limit must not exceed the hard limit.")
+        return data
+
+
+class BudgetInline(admin.StackedInline):
+    model = Budget
+    form = BudgetForm
+    extra = 0
+    max_num = 1
+    can_delete = True
+
+
+admin.site.unregister(Project)
+
+
+@admin.register(Project)
+class ProjectWithAdmissionAdmin(ProjectAdmin):
+    inlines = [*ProjectAdmin.inlines, QuotaInline, BudgetInline]
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "resource_type", "quantity_display", "amount_display", "status", "expires_at",
+                    "committed_display", "created_at"]
+    list_filter = ["status", "resource_type", ("project", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["project__slug", "idempotency_key"]
+    list_select_related = ["project", "resource_type"]
+    raw_id_fields = ["project"]
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    actions = ["release"]
+
+    @admin.display(description="quantity")
+    def quantity_display(self, obj: Reservation) -> str:
+        return format_quantity(obj.quantity)
+
+    @admin.display(description="held")
+    def amount_display(self, obj: Reservation) -> str:
+        return format_amount(obj.amount)
+
+    @admin.display(description="committed")
+    def committed_display(self, obj: Reservation) -> str:
+        return format_amount(obj.committed_amount) if obj.committed_amount is not None else "-"
+
+    @admin.action(description="Release the selected pending reservations")
+    def release(self, request: HttpRequest, queryset: QuerySet[Reservation]) -> None:
+        released = skipped = 0
+        for reservation_id in queryset.filter(status=Reservation.Status.PENDING).values_list("id", flat=True):
+            try:
+                services.reservation_release(reservation_id=reservation_id)
+                released += 1
+            except ReservationEnded:  # overdue: it was expired instead; report it, do not stop the batch
+                skipped += 1
+        self.message_user(request, f"Released {released} reservation(s); {skipped} had expired and were expired.",
+                          messages.SUCCESS)

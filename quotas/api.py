@@ -1,0 +1,245 @@
+"""Admission API: thin views over selectors and services.
+
+Who may do what: any caller that sees the project may read (project-scoped keys see only their
+project; another project's objects are 404). Reserve, commit, release and the release of quota usage
+need a service key (platform or the project's own) or a staff user. Quota limits and budgets are set
+by platform keys and staff only.
+"""
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from creditservice.lib.errors import Forbidden, NotFound, ValidationFailed
+from wallets import access, idempotency
+from wallets.api import IDEMPOTENCY_PARAM, validated
+from wallets.auth import ServicePrincipal
+
+from . import selectors, services
+from .models import Reservation, ResourceType
+from .selectors import ProjectRef
+from .serializers import (
+    AdmissionSerializer,
+    BudgetSerializer,
+    QuotaLimitSerializer,
+    QuotaReleaseSerializer,
+    ReservationCommitSerializer,
+    ReservationCreateSerializer,
+    ReservationFilterSerializer,
+    ReservationReleaseSerializer,
+)
+
+OPTIONAL_IDEMPOTENCY_PARAM = OpenApiParameter(
+    "Idempotency-Key", location=OpenApiParameter.HEADER, required=False,
+    description="Accepted and not needed: commit and release are idempotent by the reservation's state.",
+)
+RESERVATION_SCHEMA = inline_serializer("Reservation", {
+    "id": serializers.IntegerField(), "project": serializers.CharField(), "resource_type": serializers.CharField(),
+    "quantity": serializers.CharField(), "amount": serializers.CharField(), "status": serializers.CharField(),
+    "expires_at": serializers.DateTimeField(), "committed_amount": serializers.CharField(allow_null=True),
+    "created_at": serializers.DateTimeField(), "ended_at": serializers.DateTimeField(allow_null=True),
+})
+
+
+def _project(request: Request, slug: str) -> ProjectRef:
+    """The project if the caller may see it, else 404 (its existence is not revealed)."""
+    user = request.user
+    if isinstance(user, ServicePrincipal):
+        project = selectors.project_ref(slug=slug)
+        if project is None or (not user.is_platform and project.id != user.project_id):
+            raise NotFound(f"no project {slug!r}")
+        return project
+    return selectors.project_ref(project_id=access.project_id_for_caller(request, slug))
+
+
+def _require_service_or_staff(request: Request) -> None:
+    user = request.user
+    if not (isinstance(user, ServicePrincipal) or (user and user.is_staff)):
+        raise Forbidden("this needs a service API key or a staff user")
+
+
+def _reservation_scope(request: Request) -> int | None:
+    """The only project whose reservations a scoped key may touch; None: no restriction by id."""
+    user = request.user
+    return user.project_id if isinstance(user, ServicePrincipal) and not user.is_platform else None
+
+
+def _resource_type(code: str) -> ResourceType:
+    resource_type = ResourceType.objects.filter(code=code).first()
+    if resource_type is None:
+        raise NotFound(f"no resource type {code!r}")
+    return resource_type
+
+
+def _admission_input(request: Request, serializer_class) -> tuple[dict, ProjectRef, int, int]:
+    data = validated(serializer_class, request.data)
+    project = _project(request, data["project"])
+    type_id = selectors.resource_type_id(data["resource_type"])
+    if type_id is None:
+        raise ValidationFailed({"resource_type": [f"unknown resource type {data['resource_type']!r}"]})
+    if "amount" in data:
+        amount = data["amount"]
+    else:
+        amount = services.hold_for_min_runtime(hourly_cost=data["hourly_cost"], project=project)
+    return data, project, type_id, amount
+
+
+class AdmissionCheckView(APIView):
+    @extend_schema(request=AdmissionSerializer, responses=inline_serializer("AdmissionCheck", {
+        "allowed": serializers.BooleanField(), "reason": serializers.CharField(allow_null=True),
+        "available": serializers.CharField(), "quota": serializers.DictField(), "budget": serializers.DictField(allow_null=True),
+    }))
+    def post(self, request: Request) -> Response:
+        """Would this reservation be admitted now? Writes nothing."""
+        data, project, type_id, amount = _admission_input(request, AdmissionSerializer)
+        resource_type = ResourceType.objects.get(id=type_id)
+        return Response(selectors.admission_check(project=project, resource_type=resource_type,
+                                                  quantity=data["quantity"], amount=amount, now=timezone.now()))
+
+
+class ReservationCreateView(APIView):
+    @extend_schema(request=ReservationCreateSerializer, parameters=[IDEMPOTENCY_PARAM], responses={201: RESERVATION_SCHEMA})
+    def post(self, request: Request) -> Response:
+        """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
+        the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
+        data, project, type_id, amount = _admission_input(request, ReservationCreateSerializer)
+        key = idempotency.require_key(request)
+        _require_service_or_staff(request)
+        result = services.reservation_create(
+            project=project, resource_type=(type_id, data["resource_type"]), quantity=data["quantity"], amount=amount,
+            ttl_seconds=data.get("ttl_seconds"), idempotency_scope=access.caller_actor(request), idempotency_key=key,
+            fingerprint=idempotency.fingerprint(request, request.data), actor=access.caller_actor(request),
+        )
+        response = Response(result.body, status=201)
+        if not result.created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+def _visible_reservation(request: Request, reservation_id: int) -> Reservation:
+    queryset = Reservation.objects.select_related("project", "resource_type").filter(id=reservation_id)
+    user = request.user
+    if isinstance(user, ServicePrincipal):
+        if not user.is_platform:
+            queryset = queryset.filter(project_id=user.project_id)
+    else:
+        queryset = queryset.filter(project__in=access.visible_projects(request))
+    reservation = queryset.first()
+    if reservation is None:
+        raise NotFound(f"no reservation {reservation_id}")
+    return reservation
+
+
+class ReservationDetailView(APIView):
+    @extend_schema(responses=RESERVATION_SCHEMA)
+    def get(self, request: Request, reservation_id: int) -> Response:
+        return Response(selectors.body_of(_visible_reservation(request, reservation_id), timezone.now()))
+
+
+class ReservationCommitView(APIView):
+    @extend_schema(request=ReservationCommitSerializer, parameters=[OPTIONAL_IDEMPOTENCY_PARAM],
+                   responses=RESERVATION_SCHEMA)
+    def post(self, request: Request, reservation_id: int) -> Response:
+        """Charge the hold (all of it, or `amount` ≤ held) and turn the quota hold into usage.
+
+        Idempotent by state, so no Idempotency-Key is needed (one is accepted and ignored): a repeated
+        commit returns the same answer; 409 reservation_released / reservation_expired /
+        reservation_committed (another amount) otherwise."""
+        data = validated(ReservationCommitSerializer, request.data or {})
+        _require_service_or_staff(request)
+        body = services.reservation_commit(reservation_id=reservation_id, amount=data.get("amount"),
+                                           project_id=_reservation_scope(request), actor=access.caller_actor(request))
+        return Response(body)
+
+
+class ReservationReleaseView(APIView):
+    @extend_schema(request=None, parameters=[OPTIONAL_IDEMPOTENCY_PARAM], responses=RESERVATION_SCHEMA)
+    def post(self, request: Request, reservation_id: int) -> Response:
+        """Give the hold back. Idempotent by state (a repeated release returns the same answer; an
+        Idempotency-Key is accepted and ignored); 409 reservation_committed / reservation_expired otherwise."""
+        validated(ReservationReleaseSerializer, request.data or {})
+        _require_service_or_staff(request)
+        return Response(services.reservation_release(reservation_id=reservation_id, project_id=_reservation_scope(request)))
+
+
+class ReservationCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ProjectReservationsView(APIView):
+    @extend_schema(parameters=[ReservationFilterSerializer], responses=inline_serializer("ReservationPage", {
+        "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+        "results": serializers.ListField(child=serializers.DictField()),
+    }))
+    def get(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        filters = validated(ReservationFilterSerializer, request.query_params.dict())
+        now = timezone.now()
+        reservations = Reservation.objects.filter(project_id=project.id).select_related("project", "resource_type")
+        if "status" in filters:
+            reservations = selectors.reservations_with_status(reservations, filters["status"], now)
+        paginator = ReservationCursorPagination()
+        page = paginator.paginate_queryset(reservations, request, view=self)
+        return paginator.get_paginated_response([selectors.body_of(r, now) for r in page])
+
+
+class QuotaListView(APIView):
+    def get(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        return Response([row.as_body(project.slug) for row in selectors.project_quotas(project.id)])
+
+
+class QuotaDetailView(APIView):
+    def get(self, request: Request, slug: str, resource_type: str) -> Response:
+        project = _project(request, slug)
+        row = selectors.quota_row(project.id, _resource_type(resource_type), timezone.now())
+        return Response(row.as_body(project.slug))
+
+    @extend_schema(request=QuotaLimitSerializer)
+    def put(self, request: Request, slug: str, resource_type: str) -> Response:
+        """Set the limit (a decimal string) or remove it (null). Platform keys and staff only."""
+        project = _project(request, slug)
+        access.require_platform_or_staff(request)
+        data = validated(QuotaLimitSerializer, request.data)
+        kind = _resource_type(resource_type)
+        services.quota_set_limit(project_id=project.id, resource_type=kind, limit=data["limit"])
+        return Response(selectors.quota_row(project.id, kind, timezone.now()).as_body(project.slug))
+
+
+class QuotaReleaseView(APIView):
+    @extend_schema(request=QuotaReleaseSerializer, parameters=[IDEMPOTENCY_PARAM])
+    def post(self, request: Request, slug: str, resource_type: str) -> Response:
+        """A resource was deleted: used -= quantity, never below zero. Needs an Idempotency-Key, since
+        repeating it would release twice."""
+        project = _project(request, slug)
+        _require_service_or_staff(request)
+        data = validated(QuotaReleaseSerializer, request.data)
+        kind = _resource_type(resource_type)
+
+        def operation(effect_key: str) -> tuple[int, dict]:
+            services.quota_release_usage(project_id=project.id, resource_type=kind, quantity=data["quantity"])
+            return 200, selectors.quota_row(project.id, kind, timezone.now()).as_body(project.slug)
+
+        return idempotency.run(request, request.data, operation)
+
+
+class BudgetView(APIView):
+    def get(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        return Response(selectors.budget_body(project.slug, selectors.budget_status(project.id)))
+
+    @extend_schema(request=BudgetSerializer)
+    def put(self, request: Request, slug: str) -> Response:
+        """Set the monthly budget (hard_limit, optional soft_limit) or remove it (hard_limit null)."""
+        project = _project(request, slug)
+        access.require_platform_or_staff(request)
+        data = validated(BudgetSerializer, request.data)
+        services.budget_set(project_id=project.id, hard_limit=data["hard_limit"], soft_limit=data.get("soft_limit"))
+        return Response(selectors.budget_body(project.slug, selectors.budget_status(project.id)))

@@ -1,0 +1,340 @@
+"""Reads of admission control: project and resource type lookups for the hot path, reservation bodies,
+quotas and budgets as callers see them, and the ledger invariants that involve holds.
+
+A pending reservation past expires_at counts as expired in every read here, before the expiry task
+has released its hold: effective_status() and the `expired` sums below make that so.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q, Sum
+
+from creditservice.lib.money import format_amount
+from wallets.models import Account, Project, Transfer
+from wallets.selectors import register_ledger_check
+
+from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
+from .quantities import as_quantity, format_quantity
+
+_PROJECT = Project._meta.db_table
+_WALLET = Account._meta.db_table
+_TRANSFER = Transfer._meta.db_table
+_BUDGET = Budget._meta.db_table
+_QUOTA = Quota._meta.db_table
+_DEFAULT = QuotaDefault._meta.db_table
+_RESERVATION = Reservation._meta.db_table
+_RESOURCE_TYPE = ResourceType._meta.db_table
+
+# Kinds of transfers out of the wallet that count as spend against a budget.
+SPEND_KINDS = (Transfer.Kind.RESERVATION.value, Transfer.Kind.USAGE.value)
+
+
+def db_datetime(value: datetime):
+    """A datetime as a raw-SQL parameter (SQLite wants a naive UTC string, PostgreSQL the datetime)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """What the admission path needs to know about a project, read in one statement, no model built."""
+
+    id: int
+    slug: str
+    status: str
+    wallet_id: int
+    min_runtime_hours: int
+    has_budget: bool
+
+    @property
+    def admits_new_resources(self) -> bool:
+        return self.status == Project.Status.ACTIVE
+
+
+def project_ref(*, slug: str | None = None, project_id: int | None = None) -> ProjectRef | None:
+    where, param = ("p.slug = %s", slug) if slug is not None else ("p.id = %s", project_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.id, p.slug, p.status, p.min_runtime_hours, a.id, "
+            f"EXISTS (SELECT 1 FROM {_BUDGET} b WHERE b.project_id = p.id) "
+            f"FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE {where}",
+            [param],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    hours = row[3] if row[3] is not None else settings.MIN_RUNTIME_HOURS
+    return ProjectRef(id=row[0], slug=row[1], status=row[2], wallet_id=row[4], min_runtime_hours=hours,
+                      has_budget=bool(row[5]))
+
+
+# code -> (valid until, id). Codes rarely change and types are never deleted once used (PROTECT);
+# a renamed code is picked up within the TTL.
+_resource_type_ids: dict[str, tuple[float, int]] = {}
+RESOURCE_TYPE_CACHE_SECONDS = 60
+
+
+def resource_type_id(code: str) -> int | None:
+    now = time.monotonic()
+    cached = _resource_type_ids.get(code)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    type_id = ResourceType.objects.filter(code=code).values_list("id", flat=True).first()
+    if type_id is not None:
+        if len(_resource_type_ids) > 1000:
+            _resource_type_ids.clear()
+        _resource_type_ids[code] = (now + RESOURCE_TYPE_CACHE_SECONDS, type_id)
+    return type_id
+
+
+def clear_caches() -> None:
+    _resource_type_ids.clear()
+
+
+def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
+    if status == Reservation.Status.PENDING and expires_at <= now:
+        return Reservation.Status.EXPIRED
+    return status
+
+
+def reservation_body(*, id: int, project: str, resource_type: str, quantity: Decimal, amount: int, status: str,
+                     expires_at: datetime, committed_amount: int | None, created_at: datetime,
+                     ended_at: datetime | None, now: datetime) -> dict:
+    return {
+        "id": id,
+        "project": project,
+        "resource_type": resource_type,
+        "quantity": format_quantity(quantity),
+        "amount": format_amount(amount),
+        "status": effective_status(status, expires_at, now),
+        "expires_at": iso(expires_at),
+        "committed_amount": format_amount(committed_amount) if committed_amount is not None else None,
+        "created_at": iso(created_at),
+        "ended_at": iso(ended_at),
+    }
+
+
+def body_of(reservation: Reservation, now: datetime) -> dict:
+    return reservation_body(
+        id=reservation.id, project=reservation.project.slug, resource_type=reservation.resource_type.code,
+        quantity=reservation.quantity, amount=reservation.amount, status=reservation.status,
+        expires_at=reservation.expires_at, committed_amount=reservation.committed_amount,
+        created_at=reservation.created_at, ended_at=reservation.ended_at, now=now,
+    )
+
+
+def reservations_with_status(queryset, status: str, now: datetime):
+    """Filter by the status callers see: an overdue pending reservation is 'expired', not 'pending'."""
+    if status == Reservation.Status.PENDING:
+        return queryset.filter(status=status, expires_at__gt=now)
+    if status == Reservation.Status.EXPIRED:
+        return queryset.filter(Q(status=status) | Q(status=Reservation.Status.PENDING, expires_at__lte=now))
+    return queryset.filter(status=status)
+
+
+# --- Quotas ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QuotaRow:
+    resource_type: str
+    display_name: str
+    unit: str
+    limit: Decimal | None  # None: no limit
+    used: Decimal
+    reserved: Decimal  # without holds that are past expires_at
+
+    @property
+    def available(self) -> Decimal | None:
+        return None if self.limit is None else max(self.limit - self.used - self.reserved, Decimal(0))
+
+    def as_body(self, project_slug: str) -> dict:
+        return {
+            "project": project_slug,
+            "resource_type": self.resource_type,
+            "unit": self.unit,
+            "limit": format_quantity(self.limit),
+            "used": format_quantity(self.used),
+            "reserved": format_quantity(self.reserved),
+            "available": format_quantity(self.available),
+        }
+
+
+def _overdue_quantities(project_id: int, now: datetime, resource_type_id: int | None = None) -> dict[int, Decimal]:
+    rows = Reservation.objects.filter(project_id=project_id, status=Reservation.Status.PENDING, expires_at__lte=now)
+    if resource_type_id is not None:
+        rows = rows.filter(resource_type_id=resource_type_id)
+    return {r["resource_type_id"]: as_quantity(r["q"])
+            for r in rows.values("resource_type_id").annotate(q=Sum("quantity"))}
+
+
+def project_quotas(project: Project | int, now: datetime | None = None) -> list[QuotaRow]:
+    """Every quota row of the project (types it has a limit on or has used), by resource type code."""
+    from django.utils import timezone
+
+    project_id = project if isinstance(project, int) else project.id
+    overdue = _overdue_quantities(project_id, now or timezone.now())
+    return [
+        QuotaRow(resource_type=q.resource_type.code, display_name=q.resource_type.display_name,
+                 unit=q.resource_type.unit, limit=as_quantity(q.limit) if q.limit is not None else None,
+                 used=as_quantity(q.used),
+                 reserved=max(as_quantity(q.reserved) - overdue.get(q.resource_type_id, Decimal(0)), Decimal(0)))
+        for q in Quota.objects.filter(project_id=project_id).select_related("resource_type").order_by("resource_type__code")
+    ]
+
+
+def quota_row(project_id: int, resource_type: ResourceType, now: datetime) -> QuotaRow:
+    """One type's quota as the caller sees it; without a row, the staff default (if any) and nothing used."""
+    quota = Quota.objects.filter(project_id=project_id, resource_type=resource_type).first()
+    if quota is None:
+        default = QuotaDefault.objects.filter(resource_type=resource_type).values_list("limit", flat=True).first()
+        return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name,
+                        unit=resource_type.unit, limit=as_quantity(default) if default is not None else None,
+                        used=Decimal(0).quantize(Decimal("0.000001")), reserved=Decimal(0).quantize(Decimal("0.000001")))
+    overdue = _overdue_quantities(project_id, now, resource_type.id).get(resource_type.id, Decimal(0))
+    return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name, unit=resource_type.unit,
+                    limit=as_quantity(quota.limit) if quota.limit is not None else None, used=as_quantity(quota.used),
+                    reserved=max(as_quantity(quota.reserved) - overdue, Decimal(0)))
+
+
+# --- Budgets ---------------------------------------------------------------------------------
+
+def month_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The budget period: the calendar month in UTC that contains now."""
+    start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+SPEND_SQL = (
+    f"SELECT (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.debit_account_id = %s "
+    f"AND t.kind IN ('{SPEND_KINDS[0]}', '{SPEND_KINDS[1]}') AND t.created_at >= %s), "
+    f"(SELECT COALESCE(SUM(r.amount), 0) FROM {_RESERVATION} r WHERE r.project_id = %s "
+    f"AND r.status = 'pending' AND r.expires_at > %s)"
+)
+
+
+def budget_spend(*, project_id: int, wallet_id: int, now: datetime) -> tuple[int, int]:
+    """(committed or charged this month, held by live pending reservations), in micro-credits."""
+    start, _ = month_bounds(now)
+    with connection.cursor() as cursor:
+        cursor.execute(SPEND_SQL, [wallet_id, db_datetime(start), project_id, db_datetime(now)])
+        charged, pending = cursor.fetchone()
+    return int(charged), int(pending)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    hard_limit: int  # micro-credits
+    soft_limit: int | None
+    spent: int  # committed + charged this month + live pending holds
+    period_start: datetime
+    period_end: datetime
+
+    @property
+    def soft_limit_reached(self) -> bool:
+        return self.soft_limit is not None and self.spent >= self.soft_limit
+
+    @property
+    def remaining(self) -> int:
+        return max(self.hard_limit - self.spent, 0)
+
+
+def budget_status(project: Project | int, now: datetime | None = None) -> BudgetStatus | None:
+    """The project's budget for the current month, or None when it has none."""
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    project_id = project if isinstance(project, int) else project.id
+    budget = Budget.objects.filter(project_id=project_id).first()
+    if budget is None:
+        return None
+    wallet_id = Account.objects.filter(project_id=project_id).values_list("id", flat=True).get()
+    charged, pending = budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
+    start, end = month_bounds(now)
+    return BudgetStatus(hard_limit=budget.hard_limit, soft_limit=budget.soft_limit, spent=charged + pending,
+                        period_start=start, period_end=end)
+
+
+def budget_body(project_slug: str, status: BudgetStatus | None) -> dict:
+    if status is None:
+        return {"project": project_slug, "hard_limit": None, "soft_limit": None, "spent": None,
+                "remaining": None, "soft_limit_reached": False, "period_start": None, "period_end": None}
+    return {
+        "project": project_slug,
+        "hard_limit": format_amount(status.hard_limit),
+        "soft_limit": format_amount(status.soft_limit) if status.soft_limit is not None else None,
+        "spent": format_amount(status.spent),
+        "remaining": format_amount(status.remaining),
+        "soft_limit_reached": status.soft_limit_reached,
+        "period_start": iso(status.period_start),
+        "period_end": iso(status.period_end),
+    }
+
+
+# --- Admission check (writes nothing) --------------------------------------------------------
+
+def admission_check(*, project: ProjectRef, resource_type: ResourceType, quantity: Decimal, amount: int,
+                    now: datetime) -> dict:
+    """Would a reservation be admitted now? The same rules, in the same order, as reservation_create."""
+    wallet = Account.objects.filter(id=project.wallet_id).values("balance", "reserved").get()
+    overdue = Reservation.objects.filter(project_id=project.id, status=Reservation.Status.PENDING,
+                                         expires_at__lte=now).aggregate(s=Sum("amount"))["s"] or 0
+    available = wallet["balance"] - wallet["reserved"] + overdue
+    quota = quota_row(project.id, resource_type, now)
+    budget = budget_status(project.id, now) if project.has_budget else None
+    reason = None
+    if not project.admits_new_resources:
+        reason = "project_suspended"
+    elif available < amount:
+        reason = "insufficient_credits"
+    elif quota.limit is not None and quota.used + quota.reserved + quantity > quota.limit:
+        reason = "quota_exceeded"
+    elif budget is not None and budget.spent + amount > budget.hard_limit:
+        reason = "budget_exceeded"
+    return {
+        "allowed": reason is None,
+        "reason": reason,
+        "project": project.slug,
+        "resource_type": resource_type.code,
+        "quantity": format_quantity(quantity),
+        "amount": format_amount(amount),
+        "available": format_amount(available),
+        "quota": {"limit": format_quantity(quota.limit), "used": format_quantity(quota.used),
+                  "reserved": format_quantity(quota.reserved)},
+        "budget": None if budget is None else {"hard_limit": format_amount(budget.hard_limit),
+                                               "spent": format_amount(budget.spent)},
+    }
+
+
+# --- Ledger invariants that involve holds (run by `manage.py check_ledger`) -------------------
+
+@register_ledger_check
+def holds_match_pending_reservations() -> list[str]:
+    """Each wallet's reserved equals its pending reservations' amounts; each quota's reserved their quantities."""
+    drifts: list[str] = []
+    pending = Reservation.objects.filter(status=Reservation.Status.PENDING)
+    held = {r["project_id"]: r["s"] for r in pending.values("project_id").annotate(s=Sum("amount"))}
+    for wallet in Account.objects.filter(kind=Account.Kind.WALLET).values("project_id", "project__slug", "reserved"):
+        expected = held.get(wallet["project_id"], 0)
+        if wallet["reserved"] != expected:
+            drifts.append(f"wallet of project {wallet['project__slug']!r}: reserved {wallet['reserved']} != "
+                          f"{expected} held by its pending reservations (micro-credits)")
+    quantities = {(r["project_id"], r["resource_type_id"]): as_quantity(r["q"])
+                  for r in pending.values("project_id", "resource_type_id").annotate(q=Sum("quantity"))}
+    for quota in Quota.objects.values("project_id", "project__slug", "resource_type_id", "resource_type__code", "reserved"):
+        expected = quantities.pop((quota["project_id"], quota["resource_type_id"]), Decimal(0))
+        if as_quantity(quota["reserved"]) != as_quantity(expected):
+            drifts.append(f"quota {quota['resource_type__code']} of project {quota['project__slug']!r}: reserved "
+                          f"{quota['reserved']} != {expected} held by its pending reservations")
+    for (project_id, type_id), quantity in quantities.items():
+        drifts.append(f"project {project_id} has pending reservations of {quantity} on resource type {type_id} "
+                      "but no quota row holding them")
+    return drifts

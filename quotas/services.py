@@ -1,0 +1,367 @@
+"""Writes of admission control: reservations (reserve, commit, release, expire), quota limits and usage,
+budgets.
+
+Lock order, the same in every transaction here, so two of them can never wait on each other in a
+cycle: (1) the one reservation row the transaction changes (a compare-and-set UPDATE, or the INSERT
+of a new row nobody else can see), (2) the project's wallet row (ledger.hold / ledger.transfer /
+ledger.release: one conditional UPDATE), (3) the project's quota row, (4) the budget, which is only
+read. Every change of a project's holds takes the wallet row lock first, so the quota and budget
+checks made after it in the same transaction are serialized per project. No transaction changes two
+reservations: the expiry task expires them one transaction each.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from creditservice.lib.errors import InsufficientCredits, ValidationFailed
+from creditservice.lib.money import format_amount
+from wallets import ledger
+from wallets.idempotency import KeyReused
+from wallets.models import Account, Transfer
+
+from . import selectors
+from .errors import BudgetExceeded, ProjectSuspended, QuotaExceeded, ReservationEnded
+from .models import Budget, Quota, Reservation, ResourceType
+from .quantities import as_quantity, format_quantity
+from .selectors import ProjectRef, db_datetime
+
+_RESERVATION = Reservation._meta.db_table
+_QUOTA = Quota._meta.db_table
+_DEFAULT = selectors._DEFAULT
+_PROJECT = selectors._PROJECT
+_WALLET = selectors._WALLET
+_RESOURCE_TYPE = selectors._RESOURCE_TYPE
+
+
+def reservation_ttl(ttl_seconds: int | None) -> timedelta:
+    """The requested TTL, capped at RESERVATION_MAX_TTL_SECONDS; RESERVATION_DEFAULT_TTL_SECONDS when absent."""
+    seconds = settings.RESERVATION_DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds
+    return timedelta(seconds=max(1, min(seconds, settings.RESERVATION_MAX_TTL_SECONDS)))
+
+
+def hold_for_min_runtime(*, hourly_cost: int, project: ProjectRef) -> int:
+    """Micro-credits to hold so a resource costing hourly_cost per hour can run MIN_RUNTIME_HOURS (or the project's)."""
+    return hourly_cost * project.min_runtime_hours
+
+
+class _Refused(Exception):
+    """Raised inside the reservation transaction to roll it back; carries the API error to raise after."""
+
+    def __init__(self, error: Exception, retry_after_expiry: bool):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after_expiry = retry_after_expiry
+
+
+@dataclass(frozen=True)
+class ReservationResult:
+    body: dict
+    created: bool
+
+
+_INSERT_RESERVATION = (
+    f"INSERT INTO {_RESERVATION} (project_id, resource_type_id, quantity, amount, status, expires_at, "
+    "idempotency_scope, idempotency_key, request_fingerprint, actor, created_at) "
+    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING id"
+)
+
+# Holds `quantity` on the project's quota row in one statement. A project's first reservation of a
+# type creates the row (limit = the staff default for the type, or NULL = no limit) and the caller
+# checks the returned row; an existing row is only changed if used + reserved + quantity <= limit.
+# No row back: the existing row's limit refused it.
+_HOLD_QUOTA = (
+    f'INSERT INTO {_QUOTA} (project_id, resource_type_id, "limit", used, reserved, updated_at) '
+    f'SELECT %s, %s, (SELECT d."limit" FROM {_DEFAULT} d WHERE d.resource_type_id = %s), 0, %s, %s '
+    # WHERE: SQLite would otherwise read ON CONFLICT as a join constraint.
+    "WHERE 1 = 1 "
+    f"ON CONFLICT (project_id, resource_type_id) DO UPDATE "
+    f"SET reserved = {_QUOTA}.reserved + excluded.reserved, updated_at = excluded.updated_at "
+    f'WHERE {_QUOTA}."limit" IS NULL OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit" '
+    'RETURNING "limit", used, reserved'
+)
+
+
+def _quota_refusal(project_id: int, resource_type_id: int, quantity: Decimal) -> QuotaExceeded:
+    row = Quota.objects.filter(project_id=project_id, resource_type_id=resource_type_id).values(
+        "limit", "used", "reserved").first() or {"limit": 0, "used": 0, "reserved": 0}
+    return QuotaExceeded(
+        "the quota of this resource type does not allow this quantity",
+        limit=format_quantity(as_quantity(row["limit"])), used=format_quantity(as_quantity(row["used"])),
+        reserved=format_quantity(as_quantity(row["reserved"])), requested=format_quantity(quantity),
+    )
+
+
+def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: Decimal, amount: int, expires_at: datetime,
+                  scope: str, key: str, fingerprint: str, actor: str, now: datetime) -> int | None:
+    """One attempt in one transaction; the new reservation's id, or None when the key was already used."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            # (1) The new row claims the Idempotency-Key under its unique index: a concurrent retry
+            # with the same key waits here until this transaction ends, then finds the row.
+            cursor.execute(_INSERT_RESERVATION, [
+                project.id, resource_type_id, quantity, amount, db_datetime(expires_at), scope, key, fingerprint,
+                actor, db_datetime(now),
+            ])
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            if not project.admits_new_resources:
+                raise _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
+                                                status=project.status), retry_after_expiry=False)
+            # (2) The wallet row: reserved += amount where available covers it.
+            state = ledger.hold(wallet_id=project.wallet_id, amount=amount)
+            if state is None:
+                balance, reserved = Account.objects.filter(id=project.wallet_id).values_list("balance", "reserved").get()
+                raise _Refused(InsufficientCredits("not enough available credits for this reservation",
+                                                   available=format_amount(balance - reserved),
+                                                   requested=format_amount(amount)), retry_after_expiry=True)
+            # (3) The quota row.
+            cursor.execute(_HOLD_QUOTA, [project.id, resource_type_id, resource_type_id, quantity, db_datetime(now)])
+            quota = cursor.fetchone()
+            if quota is None or (quota[0] is not None and as_quantity(quota[1]) + as_quantity(quota[2]) > as_quantity(quota[0])):
+                raise _Refused(_quota_refusal(project.id, resource_type_id, quantity) if quota is None else QuotaExceeded(
+                    "the quota of this resource type does not allow this quantity",
+                    limit=format_quantity(as_quantity(quota[0])), used=format_quantity(as_quantity(quota[1])),
+                    reserved="0", requested=format_quantity(quantity),
+                ), retry_after_expiry=True)
+            # (4) The budget, read under the wallet row lock: every change of this project's spend
+            # (reserve, commit, usage charge) takes that lock, so this sum cannot go stale before commit.
+            if project.has_budget:
+                hard_limit = Budget.objects.filter(project_id=project.id).values_list("hard_limit", flat=True).first()
+                if hard_limit is not None:
+                    charged, pending = selectors.budget_spend(project_id=project.id, wallet_id=project.wallet_id, now=now)
+                    if charged + pending > hard_limit:  # pending includes this reservation
+                        raise _Refused(BudgetExceeded(
+                            "this reservation would take the month's spend above the budget",
+                            limit=format_amount(hard_limit), spent=format_amount(charged + pending - amount),
+                            requested=format_amount(amount),
+                        ), retry_after_expiry=True)
+            return row[0]
+
+
+def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], quantity: Decimal, amount: int,
+                       ttl_seconds: int | None, idempotency_scope: str, idempotency_key: str, fingerprint: str,
+                       actor: str, now: datetime | None = None) -> ReservationResult:
+    """Hold `amount` micro-credits on the wallet and `quantity` on the quota, in one transaction.
+
+    resource_type: (id, code). Refusals raise ProjectSuspended (403), InsufficientCredits (402),
+    QuotaExceeded (409) or BudgetExceeded (402) and write nothing. A repeated (scope, key) returns the
+    first reservation as it was answered then (created=False); another body with that key → 422.
+    When a hold is refused while overdue reservations still hold credits or quantity, those are
+    expired first (in their own transactions) and the reservation is tried once more.
+    """
+    now = now or timezone.now()
+    expires_at = now + reservation_ttl(ttl_seconds)
+    type_id, type_code = resource_type
+    for attempt in (1, 2):
+        try:
+            reservation_id = _reserve_once(
+                project=project, resource_type_id=type_id, quantity=quantity, amount=amount, expires_at=expires_at,
+                scope=idempotency_scope, key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now,
+            )
+        except _Refused as refusal:
+            if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=project.id, now=now):
+                continue
+            raise refusal.error from None
+        break
+    if reservation_id is None:
+        return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
+    body = selectors.reservation_body(
+        id=reservation_id, project=project.slug, resource_type=type_code, quantity=quantity, amount=amount,
+        status=Reservation.Status.PENDING, expires_at=expires_at, committed_amount=None, created_at=now,
+        ended_at=None, now=now,
+    )
+    return ReservationResult(body=body, created=True)
+
+
+def _replay(scope: str, key: str, fingerprint: str) -> dict:
+    """The first answer to this key: the reservation as it was created (pending), whatever happened since."""
+    reservation = Reservation.objects.select_related("project", "resource_type").get(
+        idempotency_scope=scope, idempotency_key=key)
+    if reservation.request_fingerprint != fingerprint:
+        raise KeyReused("this Idempotency-Key was used with another request body")
+    body = selectors.body_of(reservation, reservation.created_at)
+    body.update(status=Reservation.Status.PENDING, committed_amount=None, ended_at=None)
+    return body
+
+
+# --- Commit, release, expiry ------------------------------------------------------------------
+
+_END = (
+    f"UPDATE {_RESERVATION} SET status = %s, committed_amount = %s, ended_at = %s "
+    "WHERE id = %s AND status = 'pending' AND {due} "
+    "RETURNING project_id, resource_type_id, quantity, amount, expires_at, created_at"
+)
+
+
+def _end(reservation_id: int, status: str, now: datetime, *, committed_amount: int | None = None,
+         overdue: bool = False) -> tuple | None:
+    """Compare-and-set pending → status; the row, or None when it was not pending (or not due/overdue)."""
+    due = "expires_at <= %s" if overdue else "expires_at > %s"
+    with connection.cursor() as cursor:
+        cursor.execute(_END.format(due=due), [status, committed_amount, db_datetime(now), reservation_id, db_datetime(now)])
+        return cursor.fetchone()
+
+
+def _drop_quota_hold(project_id: int, resource_type_id: int, quantity: Decimal, *, to_used: bool, now: datetime) -> None:
+    used = "used + %s" if to_used else "used + 0 * %s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_QUOTA} SET reserved = reserved - %s, used = {used}, updated_at = %s "
+            "WHERE project_id = %s AND resource_type_id = %s",
+            [quantity, quantity, db_datetime(now), project_id, resource_type_id],
+        )
+
+
+def _current(reservation_id: int, project_id: int | None, now: datetime) -> Reservation:
+    queryset = Reservation.objects.select_related("project", "resource_type")
+    if project_id is not None:
+        queryset = queryset.filter(project_id=project_id)
+    reservation = queryset.filter(id=reservation_id).first()
+    if reservation is None:
+        from creditservice.lib.errors import NotFound
+
+        raise NotFound(f"no reservation {reservation_id}")
+    return reservation
+
+
+def reservation_commit(*, reservation_id: int, amount: int | None = None, project_id: int | None = None,
+                       actor: str = "system", now: datetime | None = None) -> dict:
+    """pending → committed: one ledger transfer wallet → revenue of `amount` (default: all held), the
+    rest of the hold released in the same UPDATE, quota reserved → used.
+
+    project_id limits the lookup to one project (scoped callers: another project's reservation is 404).
+    Idempotent by state: committing a committed reservation again (same or no amount) returns the same
+    body; another amount → 409 reservation_committed. Released → 409 reservation_released; past
+    expires_at → 409 reservation_expired (its hold is released then if the task has not done it yet).
+    """
+    now = now or timezone.now()
+    reservation = _current(reservation_id, project_id, now)
+    if reservation.status == Reservation.Status.PENDING and reservation.expires_at > now:
+        if amount is not None and amount > reservation.amount:
+            raise ValidationFailed({"amount": [f"must not exceed the held amount {format_amount(reservation.amount)}"]})
+        take = reservation.amount if amount is None else amount
+        with transaction.atomic():
+            row = _end(reservation.id, Reservation.Status.COMMITTED, now, committed_amount=take)
+            if row is not None:
+                project_id_, type_id, quantity, held, _, _ = row
+                if take > 0:
+                    ledger.transfer(
+                        project=project_id_, direction="out", system_code=Account.System.REVENUE, amount=take,
+                        kind=Transfer.Kind.RESERVATION, release_hold=held, require_funds=False,
+                        idempotency_key=f"v1:reservation:{reservation.id}:commit",
+                        reference=f"reservation:{reservation.id}", actor=actor,
+                        reason=f"{format_quantity(as_quantity(quantity))} {reservation.resource_type.code}",
+                    )
+                elif held > 0:
+                    ledger.release(wallet_id=reservation.project.wallet.id, amount=held)
+                _drop_quota_hold(project_id_, type_id, as_quantity(quantity), to_used=True, now=now)
+        if row is not None:
+            reservation.status, reservation.committed_amount, reservation.ended_at = Reservation.Status.COMMITTED, take, now
+            return selectors.body_of(reservation, now)
+        reservation = _current(reservation_id, project_id, now)  # another request ended it first
+    if reservation.status == Reservation.Status.COMMITTED:
+        if amount is not None and amount != reservation.committed_amount:
+            raise ReservationEnded("committed", "the reservation was already committed with another amount",
+                                   committed_amount=format_amount(reservation.committed_amount))
+        return selectors.body_of(reservation, now)
+    return _refuse_ended(reservation, now)
+
+
+def reservation_release(*, reservation_id: int, project_id: int | None = None, now: datetime | None = None) -> dict:
+    """pending → released: the credit hold and the quota hold go back. Idempotent by state: releasing a
+    released reservation returns the same body. Committed → 409 reservation_committed; past
+    expires_at → 409 reservation_expired (its hold is released then if the task has not done it yet)."""
+    now = now or timezone.now()
+    reservation = _current(reservation_id, project_id, now)
+    if reservation.status == Reservation.Status.PENDING and reservation.expires_at > now:
+        with transaction.atomic():
+            row = _end(reservation.id, Reservation.Status.RELEASED, now)
+            if row is not None:
+                _release_holds(row, now)
+        if row is not None:
+            reservation.status, reservation.ended_at = Reservation.Status.RELEASED, now
+            return selectors.body_of(reservation, now)
+        reservation = _current(reservation_id, project_id, now)
+    if reservation.status == Reservation.Status.RELEASED:
+        return selectors.body_of(reservation, now)
+    if reservation.status == Reservation.Status.COMMITTED:
+        raise ReservationEnded("committed", committed_amount=format_amount(reservation.committed_amount))
+    return _refuse_ended(reservation, now)
+
+
+def _refuse_ended(reservation: Reservation, now: datetime) -> dict:
+    if reservation.status == Reservation.Status.RELEASED:
+        raise ReservationEnded("released")
+    if reservation.status == Reservation.Status.PENDING:  # overdue: expire it now rather than wait for the task
+        reservation_expire(reservation_id=reservation.id, now=now)
+    raise ReservationEnded("expired", expires_at=selectors.iso(reservation.expires_at))
+
+
+def _release_holds(row: tuple, now: datetime) -> None:
+    project_id, type_id, quantity, held, _, _ = row
+    if held > 0:
+        ledger.release(wallet_id=ledger.wallet_account_id(project_id), amount=held)
+    _drop_quota_hold(project_id, type_id, as_quantity(quantity), to_used=False, now=now)
+
+
+def reservation_expire(*, reservation_id: int, now: datetime | None = None) -> bool:
+    """pending and past expires_at → expired, holds released. False when it was not (any more) overdue."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = _end(reservation_id, Reservation.Status.EXPIRED, now, overdue=True)
+        if row is not None:
+            _release_holds(row, now)
+    return row is not None
+
+
+def reservations_expire(*, project_id: int | None = None, now: datetime | None = None, batch: int = 500) -> int:
+    """Expire overdue pending reservations (of one project, or all), one short transaction each.
+
+    Safe to run twice or concurrently: each is claimed by compare-and-set, so it expires once.
+    """
+    now = now or timezone.now()
+    overdue = Reservation.objects.filter(status=Reservation.Status.PENDING, expires_at__lte=now)
+    if project_id is not None:
+        overdue = overdue.filter(project_id=project_id)
+    count = 0
+    while True:
+        ids = list(overdue.order_by("expires_at", "id").values_list("id", flat=True)[:batch])
+        count += sum(reservation_expire(reservation_id=i, now=now) for i in ids)
+        if len(ids) < batch:
+            return count
+
+
+# --- Quotas and budgets -----------------------------------------------------------------------
+
+def quota_set_limit(*, project_id: int, resource_type: ResourceType, limit: Decimal | None) -> None:
+    """Set (or, with None, remove) the limit. A limit below what is used and reserved refuses new
+    reservations; it never takes back what is already held."""
+    Quota.objects.update_or_create(project_id=project_id, resource_type=resource_type, defaults={"limit": limit})
+
+
+def quota_release_usage(*, project_id: int, resource_type: ResourceType, quantity: Decimal) -> None:
+    """A resource was deleted: used -= quantity, never below zero (a repeated release cannot go negative)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_QUOTA} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END, updated_at = %s "
+            "WHERE project_id = %s AND resource_type_id = %s",
+            [quantity, quantity, db_datetime(timezone.now()), project_id, resource_type.id],
+        )
+
+
+def budget_set(*, project_id: int, hard_limit: int | None, soft_limit: int | None) -> None:
+    """Set the monthly budget; hard_limit None removes it. Lowering it below this month's spend refuses
+    new reservations and leaves existing ones alone."""
+    if hard_limit is None:
+        Budget.objects.filter(project_id=project_id).delete()
+        return
+    if soft_limit is not None and soft_limit > hard_limit:
+        raise ValidationFailed({"soft_limit": ["must not exceed hard_limit"]})
+    Budget.objects.update_or_create(project_id=project_id, defaults={"hard_limit": hard_limit, "soft_limit": soft_limit})
