@@ -1,5 +1,9 @@
 """Optional py-spy sampling of the web workers during a run (`python -m bench --profile`).
 
+Only samples that hold the GIL are kept (--gil): Python's own CPU work. Time spent waiting for
+PostgreSQL or for a CPU (the load generator, PostgreSQL and the workers share two cores) is left out,
+because on a loaded machine py-spy counts a runnable-but-waiting thread as busy.
+
 py-spy is not a project requirement: `.venv/bin/pip install py-spy` first. It reads the workers'
 stacks from outside (ptrace), with --nonblocking so the workers are not paused while sampled.
 """
@@ -34,7 +38,7 @@ def start(pids: list[int], *, seconds: float) -> dict:
     for pid in pids:
         out = tmp / f"{pid}.txt"
         procs.append((out, subprocess.Popen(
-            [tool, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
+            [tool, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200", "--nonblocking", "--gil",
              "--format", "raw", "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
     return {"procs": procs, "tmp": tmp}

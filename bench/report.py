@@ -54,6 +54,7 @@ class Report:
     admission: dict = field(default_factory=dict)
     sections: dict = field(default_factory=dict)
     profile: dict | None = None
+    queries: dict | None = None
 
     def render(self) -> str:
         out = [
@@ -70,6 +71,8 @@ class Report:
             out += self._billing(self.sections["billing"])
         if "ingest" in self.sections:
             out += self._ingest(self.sections["ingest"])
+        if self.queries:
+            out += self._queries()
         if self.profile:
             out += self._profile()
         out.append(f"total bench time {self.total_seconds:.0f} s")
@@ -135,6 +138,16 @@ class Report:
             f"per batch; {_errors(row)}",
             "",
         ]
+
+    def _queries(self) -> list[str]:
+        if "error" in self.queries:
+            return [f"SQL per call: {self.queries['error']}", ""]
+        out = []
+        for call, statements in self.queries.items():
+            out.append(f"SQL statements of one {call} call: {len(statements)}")
+            out += [f"  {i:>2}. {sql[:160]}" for i, sql in enumerate(statements, 1)]
+        out.append("")
+        return out
 
     def _profile(self) -> list[str]:
         prof = self.profile or {}

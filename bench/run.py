@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY for the server (default: the config's)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the web workers with py-spy during the 100-wallet run and print the top frames")
+    parser.add_argument("--queries", action="store_true",
+                        help="print the SQL statements one reserve and one commit run (Django test client)")
     parser.add_argument("--billing-projects", type=int, default=int(os.environ.get("BENCH_BILLING_PROJECTS", 100_000)))
     parser.add_argument("--keep-db", action="store_true", help="leave the bench database in place (debugging)")
     return parser.parse_args(argv)
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("ANALYZE")
             report.postgres = conn.execute("SHOW server_version").fetchone()[0]
+        if args.queries:
+            report.queries = stack.run_json(url, "bench.queries", "--key", seed["key"], "--project", seed["slugs"][0])
         step("server: make serve")
         server = stack.Server(url, workers=args.workers)
         server.wait_ready()
@@ -97,6 +101,10 @@ def run_section(report: Report, name: str, fn) -> None:
 
 def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_url: str) -> None:
     amount_micros = 10_000  # 0.01 credits, as the HTTP clients send
+    # Each worker imports the URLconf and the views on its first request and psycopg prepares the hot
+    # statements after a few executions: warm up (not counted) so the runs measure the steady state.
+    step("admission warm-up: wrk, 2 s (not counted)")
+    admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=2, connections=args.clients)
     for label, slugs, wallets in (
         ("100 wallets", seed["slugs"], seed["wallets"]),
         ("hot wallet", [seed["hot"]], [seed["hot_wallet"]]),

@@ -91,7 +91,14 @@ admin.site.unregister(Project)
 
 @admin.register(Project)
 class ProjectWithAdmissionAdmin(ProjectAdmin):
-    inlines = [*ProjectAdmin.inlines, QuotaInline, BudgetInline]
+    """wallets' project admin plus quotas and the budget, on the change page only: a new project is
+    created through wallets' service first (see ProjectAdmin.save_model), then given limits."""
+
+    admission_inlines = [QuotaInline, BudgetInline]
+
+    def get_inlines(self, request, obj):
+        inlines = list(super().get_inlines(request, obj))
+        return [*inlines, *self.admission_inlines] if obj is not None else inlines
 
 
 @admin.register(Reservation)

@@ -11,14 +11,14 @@ reservations: the expiry task expires them one transaction each.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from creditservice.lib.errors import InsufficientCredits, ValidationFailed
+from creditservice.lib.errors import Conflict, InsufficientCredits, ValidationFailed
 from creditservice.lib.money import format_amount
 from wallets import ledger
 from wallets.idempotency import KeyReused
@@ -231,8 +231,39 @@ def _current(reservation_id: int, project_id: int | None, now: datetime) -> Rese
     return reservation
 
 
+# Scalar subqueries rather than UPDATE … FROM: SQLite's RETURNING may not name the FROM tables.
+_COMMIT = (
+    f"UPDATE {_RESERVATION} SET status = 'committed', committed_amount = {{take}}, ended_at = %s "
+    f"WHERE id = %s AND status = 'pending' AND expires_at > %s {{conditions}}"
+    f"RETURNING project_id, resource_type_id, quantity, amount, committed_amount, expires_at, created_at, "
+    f"(SELECT p.slug FROM {_PROJECT} p WHERE p.id = {_RESERVATION}.project_id), "
+    f"(SELECT a.id FROM {_WALLET} a WHERE a.project_id = {_RESERVATION}.project_id), "
+    f"(SELECT t.code FROM {_RESOURCE_TYPE} t WHERE t.id = {_RESERVATION}.resource_type_id)"
+)
+
+
+def _commit_pending(reservation_id: int, amount: int | None, project_id: int | None, now: datetime) -> tuple | None:
+    """Compare-and-set pending (and not overdue) → committed, joined with what the answer and the
+    transfer need, in one statement. None: not pending, overdue, another project's, or amount > held."""
+    params: list = [db_datetime(now), reservation_id, db_datetime(now)]
+    conditions = ""
+    if amount is None:
+        take = "amount"
+    else:
+        take = "%s"
+        params.insert(0, amount)
+        conditions += "AND amount >= %s "
+        params.append(amount)
+    if project_id is not None:
+        conditions += "AND project_id = %s "
+        params.append(project_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_COMMIT.format(take=take, conditions=conditions), params)
+        return cursor.fetchone()
+
+
 def reservation_commit(*, reservation_id: int, amount: int | None = None, project_id: int | None = None,
-                       actor: str = "system", now: datetime | None = None) -> dict:
+                       actor: str = "system", now: datetime | None = None, _retried: bool = False) -> dict:
     """pending → committed: one ledger transfer wallet → revenue of `amount` (default: all held), the
     rest of the hold released in the same UPDATE, quota reserved → used.
 
@@ -240,38 +271,55 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     Idempotent by state: committing a committed reservation again (same or no amount) returns the same
     body; another amount → 409 reservation_committed. Released → 409 reservation_released; past
     expires_at → 409 reservation_expired (its hold is released then if the task has not done it yet).
+    The usual case is four statements and no model built: the compare-and-set, the wallet UPDATE with
+    the transfer INSERT (ledger.commit_hold), the quota UPDATE, and the COMMIT.
     """
     now = now or timezone.now()
+    with transaction.atomic():
+        row = _commit_pending(reservation_id, amount, project_id, now)
+        if row is not None:
+            project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
+            quantity = as_quantity(quantity)
+            if take > 0:
+                ledger.commit_hold(
+                    project_id=project_id_, wallet_id=wallet_id, held=held, amount=take, kind=Transfer.Kind.RESERVATION,
+                    system_code=Account.System.REVENUE, idempotency_key=f"v1:reservation:{reservation_id}:commit",
+                    reference=f"reservation:{reservation_id}", actor=actor, reason=f"{format_quantity(quantity)} {code}",
+                )
+            elif held > 0:
+                ledger.release(wallet_id=wallet_id, amount=held)
+            _drop_quota_hold(project_id_, type_id, quantity, to_used=True, now=now)
+    if row is not None:
+        return selectors.reservation_body(
+            id=reservation_id, project=slug, resource_type=code, quantity=quantity, amount=held,
+            status=Reservation.Status.COMMITTED, expires_at=_aware(expires_at), committed_amount=take,
+            created_at=_aware(created_at), ended_at=now, now=now,
+        )
+    # Not committed now: find out why (the rare path may build models).
     reservation = _current(reservation_id, project_id, now)
     if reservation.status == Reservation.Status.PENDING and reservation.expires_at > now:
         if amount is not None and amount > reservation.amount:
             raise ValidationFailed({"amount": [f"must not exceed the held amount {format_amount(reservation.amount)}"]})
-        take = reservation.amount if amount is None else amount
-        with transaction.atomic():
-            row = _end(reservation.id, Reservation.Status.COMMITTED, now, committed_amount=take)
-            if row is not None:
-                project_id_, type_id, quantity, held, _, _ = row
-                if take > 0:
-                    ledger.transfer(
-                        project=project_id_, direction="out", system_code=Account.System.REVENUE, amount=take,
-                        kind=Transfer.Kind.RESERVATION, release_hold=held, require_funds=False,
-                        idempotency_key=f"v1:reservation:{reservation.id}:commit",
-                        reference=f"reservation:{reservation.id}", actor=actor,
-                        reason=f"{format_quantity(as_quantity(quantity))} {reservation.resource_type.code}",
-                    )
-                elif held > 0:
-                    ledger.release(wallet_id=reservation.project.wallet.id, amount=held)
-                _drop_quota_hold(project_id_, type_id, as_quantity(quantity), to_used=True, now=now)
-        if row is not None:
-            reservation.status, reservation.committed_amount, reservation.ended_at = Reservation.Status.COMMITTED, take, now
-            return selectors.body_of(reservation, now)
-        reservation = _current(reservation_id, project_id, now)  # another request ended it first
+        if _retried:
+            raise Conflict("the reservation changed while it was being committed; retry", code="reservation_busy")
+        # It was pending again by the time we looked (a concurrent statement's view): try once more.
+        return reservation_commit(reservation_id=reservation_id, amount=amount, project_id=project_id, actor=actor,
+                                  now=now, _retried=True)
     if reservation.status == Reservation.Status.COMMITTED:
         if amount is not None and amount != reservation.committed_amount:
             raise ReservationEnded("committed", "the reservation was already committed with another amount",
                                    committed_amount=format_amount(reservation.committed_amount))
         return selectors.body_of(reservation, now)
     return _refuse_ended(reservation, now)
+
+
+def _aware(value) -> datetime:
+    """A datetime read by raw SQL: aware on PostgreSQL, a naive UTC string or datetime on SQLite."""
+    if isinstance(value, str):
+        from django.utils.dateparse import parse_datetime
+
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def reservation_release(*, reservation_id: int, project_id: int | None = None, now: datetime | None = None) -> dict:

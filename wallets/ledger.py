@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from creditservice.lib.errors import InsufficientCredits
 from creditservice.lib.money import format_amount
@@ -60,10 +61,16 @@ _system_ids: dict[str, int] = {}
 
 def system_account_id(code: str) -> int:
     """System accounts never change once created; their ids are cached for the process."""
-    if code not in _system_ids:
-        account, _ = Account.objects.get_or_create(code=code, defaults={"kind": Account.Kind.SYSTEM})
-        _system_ids[code] = account.id
-    return _system_ids[code]
+    cached = _system_ids.get(code)
+    if cached is not None:
+        return cached
+    account, _ = Account.objects.get_or_create(code=code, defaults={"kind": Account.Kind.SYSTEM})
+    # Cached only once the row is committed: an id cached from a transaction that then rolls back
+    # (a deadlock victim creating the account) would point every later transfer at a missing row,
+    # and another transaction using the id before the commit would wait on that uncommitted row
+    # while holding its wallet lock.
+    transaction.on_commit(lambda: _system_ids.__setitem__(code, account.id))
+    return account.id
 
 
 def wallet_account_id(project_id: int) -> int:
@@ -182,6 +189,16 @@ class BulkTransfer:
     metadata_json: str = "{}"  # already serialized: the batch caller often shares one document
 
 
+def _pg_array(values: list, *, quote: bool) -> str:
+    """A PostgreSQL array literal, passed as one parameter: dumping 100,000 elements one by one costs
+    more than the statement they feed."""
+    if not quote:
+        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    return "{" + ",".join(
+        "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
+    ) + "}"
+
+
 def transfer_many(
     *, transfers: list[BulkTransfer], direction: str, system_code: str, kind: str, reason: str = "",
     actor: str = "system",
@@ -211,12 +228,13 @@ def transfer_many(
     funded: list[int] = []
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
-            cursor.execute(
-                f"SELECT id, project_id, balance, reserved FROM {_WALLET} WHERE project_id = ANY(%s) "
-                "ORDER BY id FOR UPDATE", [project_ids])
-            wallets = cursor.fetchall()
-            cursor.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key = ANY(%s)", [keys])
-            existing = dict(cursor.fetchall())
+            raw = cursor.cursor
+            raw.execute(f"SELECT id, project_id, balance, reserved FROM {_WALLET} WHERE project_id = ANY(%s::bigint[]) "
+                        "ORDER BY id FOR UPDATE", [_pg_array(project_ids, quote=False)])
+            wallets = raw.fetchall()
+            raw.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key = ANY(%s::text[])",
+                        [_pg_array(keys, quote=True)])
+            existing = dict(raw.fetchall())
         else:
             wallets, existing = [], {}
             for start in range(0, len(project_ids), 500):
@@ -248,15 +266,19 @@ def transfer_many(
         created: dict[str, int] = {}
         if postgres:
             columns = list(zip(*rows, strict=True))
-            cursor.execute(
+            arrays = [_pg_array(list(column), quote=i in (4, 5, 6)) for i, column in enumerate(columns)]
+            # The driver's cursor, not Django's wrapper: with DEBUG on, the wrapper renders every
+            # statement with its parameters for the query log, which costs more than the INSERT.
+            raw = cursor.cursor
+            raw.execute(
                 f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
                 "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
                 "SELECT p, d, c, a, r, k, m::jsonb, b, %s, %s, %s, %s FROM unnest(%s::bigint[], %s::bigint[], "
                 "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) AS t(p, d, c, a, r, k, m, b) "
                 "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
-                [kind, reason, actor, now, *[list(column) for column in columns]],
+                [kind, reason, actor, now, *arrays],
             )
-            created = dict(cursor.fetchall())
+            created = dict(raw.fetchall())
         else:
             for row in rows:
                 cursor.execute(
@@ -273,10 +295,10 @@ def transfer_many(
                 deltas[wallet_of[t.project_id][0]] = deltas.get(wallet_of[t.project_id][0], 0) + sign * t.amount
         wallet_ids = sorted(deltas)
         if postgres:
-            cursor.execute(
+            cursor.cursor.execute(
                 f"UPDATE {_WALLET} AS w SET balance = w.balance + v.delta, updated_at = CURRENT_TIMESTAMP "
                 "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) WHERE w.id = v.id",
-                [wallet_ids, [deltas[w] for w in wallet_ids]])
+                [_pg_array(wallet_ids, quote=False), _pg_array([deltas[w] for w in wallet_ids], quote=False)])
         else:
             cursor.executemany(f"UPDATE {_WALLET} SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP WHERE id = %s",
                                [(deltas[w], w) for w in wallet_ids])
@@ -292,3 +314,66 @@ def _now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+_INSERT_TRANSFER_COLUMNS = (
+    "project_id, debit_account_id, credit_account_id, amount, kind, reason, reference, idempotency_key, "
+    "metadata, actor, wallet_balance_after, created_at"
+)
+
+
+def commit_hold(
+    *,
+    project_id: int,
+    wallet_id: int,
+    held: int,
+    amount: int,
+    kind: str,
+    idempotency_key: str,
+    system_code: str = Account.System.REVENUE,
+    reason: str = "",
+    reference: str = "",
+    actor: str = "system",
+) -> int:
+    """Charge `amount` of a hold of `held` micro-credits: one transfer wallet → system account of
+    `amount`, and reserved -= held, in the wallet's one UPDATE. Returns the wallet balance after.
+
+    The admission hot path's transfer: the caller must already have made the commit exactly-once (a
+    compare-and-set on its reservation, in the same transaction), so unlike transfer() there is no
+    lookup of an earlier transfer first; a repeated idempotency_key fails on the unique index and rolls
+    the caller's transaction back. Raw SQL, no model built: on PostgreSQL the UPDATE and the INSERT
+    are one statement. Must be called inside the caller's atomic block. The funded hooks run only if
+    the released remainder took available from <= 0 to > 0 (a charge never funds a wallet otherwise).
+    """
+    if not 0 < amount <= held:
+        raise ValueError("a commit charges a positive amount of at most the held amount")
+    system_id = system_account_id(system_code)
+    now = timezone.now()
+    params = [project_id, wallet_id, system_id, amount, kind, reason, reference, idempotency_key, "{}", actor]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH w AS (UPDATE {_WALLET} SET balance = balance - %s, reserved = reserved - %s, updated_at = %s "
+                f"WHERE id = %s RETURNING balance, reserved) "
+                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
+                f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, w.balance, %s FROM w RETURNING wallet_balance_after, "
+                f"(SELECT reserved FROM w)",
+                [amount, held, now, wallet_id, *params, now],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                raise Account.DoesNotExist(f"no wallet {wallet_id}")
+            balance, reserved = row
+        else:
+            state = _apply_to_wallet(wallet_id, -amount, require_available=None, release_hold=held)
+            if state is None:
+                raise Account.DoesNotExist(f"no wallet {wallet_id}")
+            balance, reserved = state.balance, state.reserved
+            cursor.execute(
+                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [*params, balance, connection.ops.adapt_datetimefield_value(now)],
+            )
+    available = balance - reserved
+    if available > 0 and available - (held - amount) <= 0 and _funded_hooks:
+        transaction.on_commit(lambda: _run_funded_hooks(project_id))
+    return balance

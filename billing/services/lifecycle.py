@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -58,15 +58,26 @@ def projects_enter_grace_if_unfunded(*, project_ids: Iterable[int]) -> list[int]
     """After charges: active projects whose available balance is ≤ 0 go into grace. Returns their ids."""
     ids = sorted(set(project_ids))
     # One set-based read finds the few candidates; each is then locked and re-checked.
-    candidates = list(
-        Project.objects.filter(id__in=ids, status=Status.ACTIVE, wallet__balance__lte=F("wallet__reserved"))
-        .order_by("id").values_list("id", flat=True)
-    ) if ids else []
+    candidates = _unfunded_active(ids) if ids else []
     moved = []
     for project_id in candidates:
         if project_enter_grace(project_id=project_id):
             moved.append(project_id)
     return moved
+
+
+def _unfunded_active(ids: list[int]) -> list[int]:
+    if connection.vendor == "postgresql":
+        # One array parameter instead of thousands of IN placeholders (a billing chunk has 5,000 projects).
+        with connection.cursor() as cursor:
+            cursor.cursor.execute(
+                f"SELECT p.id FROM {Project._meta.db_table} p JOIN {Account._meta.db_table} a ON a.project_id = p.id "
+                "WHERE p.id = ANY(%s::bigint[]) AND p.status = %s AND a.balance - a.reserved <= 0 ORDER BY p.id",
+                ["{" + ",".join(map(str, ids)) + "}", Status.ACTIVE],
+            )
+            return [row[0] for row in cursor.cursor.fetchall()]
+    return list(Project.objects.filter(id__in=ids, status=Status.ACTIVE, wallet__balance__lte=F("wallet__reserved"))
+                .order_by("id").values_list("id", flat=True))
 
 
 def project_enter_grace(*, project_id: int, reason: str = REASON_UNFUNDED) -> bool:

@@ -120,3 +120,12 @@ def test_a_zero_decimal_currency_is_charged_in_whole_units(fake_stripe, settings
     settings.CREDITS_PER_CURRENCY_UNIT = "0.01"  # 1 yen buys 0.01 credits
     session = create(ProjectFactory(slug="tokyo"), credits="10")
     assert (session.currency, session.currency_amount) == ("jpy", 1000)
+
+
+def test_a_session_can_be_read_back_from_stripe(fake_stripe, project):
+    from payments import stripe_client
+
+    session = create(project)
+    fetched = stripe_client.checkout_session_retrieve(session.stripe_session_id)
+    assert (fetched["id"], fetched["status"], fetched["amount_total"]) == (session.stripe_session_id, "open", 2500)
+    assert fetched["metadata"]["checkout_session_row"] == str(session.id)

@@ -220,7 +220,7 @@ def test_it_shows_a_reservation(platform, project):
 
 
 def test_another_projects_reservation_is_404_for_a_scoped_key(platform, project):
-    other = ProjectFactory(slug="other", balance="50")
+    ProjectFactory(slug="other", balance="50")
     created = reserve(platform, project="other").json()
     client = ServiceClient(scoped_key(project))
     assert client.get(f"/api/v1/reservations/{created['id']}").status_code == 404
