@@ -44,6 +44,12 @@ def pytest_collection_modifyitems(config, items):
     programs = {"prometheus": ["prometheus", "promtool"], "browser": ["chromium"]}
     missing = {marker: [p for p in names if not shutil.which(p)] for marker, names in programs.items()}
     for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is not None and marker.kwargs.get("transaction") and "serialized_rollback" not in marker.kwargs:
+            # A transactional test ends by flushing every table, which would also wipe the rows that
+            # data migrations ship (system accounts, resource types, prices, schedules) for the tests
+            # after it; serialized rollback restores them.
+            item.add_marker(pytest.mark.django_db(**marker.kwargs, serialized_rollback=True), append=False)
         if "postgres" in item.keywords and not on_postgres:
             if CI:
                 raise pytest.UsageError("CI=true and a PostgreSQL test cannot run")
