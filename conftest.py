@@ -45,6 +45,8 @@ def pytest_collection_modifyitems(config, items):
     missing = {marker: [p for p in names if not shutil.which(p)] for marker, names in programs.items()}
     for item in items:
         marker = item.get_closest_marker("django_db")
+        if marker is None and {"live_server", "transactional_db"} & set(getattr(item, "fixturenames", ())):
+            marker = pytest.mark.django_db(transaction=True).mark
         if marker is not None and marker.kwargs.get("transaction") and "serialized_rollback" not in marker.kwargs:
             # A transactional test ends by flushing every table, which would also wipe the rows that
             # data migrations ship (system accounts, resource types, prices, schedules) for the tests

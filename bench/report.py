@@ -55,6 +55,7 @@ class Report:
     sections: dict = field(default_factory=dict)
     profile: dict | None = None
     queries: dict | None = None
+    load_before: tuple[float, float, float] = field(default_factory=os.getloadavg)
 
     def render(self) -> str:
         out = [
@@ -75,7 +76,11 @@ class Report:
             out += self._queries()
         if self.profile:
             out += self._profile()
-        out.append(f"total bench time {self.total_seconds:.0f} s")
+        before, after = self.load_before, os.getloadavg()
+        out.append(f"total bench time {self.total_seconds:.0f} s; load average (1/5/15 min) "
+                   f"{before[0]:.2f}/{before[1]:.2f}/{before[2]:.2f} at the start, "
+                   f"{after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f} at the end "
+                   "(above ~1 at the start: something else was using the cores)")
         return "\n".join(out)
 
     def _admission(self) -> list[str]:

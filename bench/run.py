@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 stack.database_drop(url)
             except psycopg.Error as exc:
-                print(f"bench: could not drop {stack.database_name(url)}: {exc}", file=sys.stderr)
+                print(f"bench: could not drop {stack.database_name(url)} ({exc}); drop it later with: "
+                      f"psql -c 'DROP DATABASE \"{stack.database_name(url)}\" WITH (FORCE)'", file=sys.stderr)
     report.total_seconds = time.monotonic() - started
     print(report.render())
     return 0

@@ -41,9 +41,15 @@ def _maintenance_url(url: str) -> str:
     return libpq_url(urlunsplit(urlsplit(url)._replace(path="/postgres")))
 
 
+# DROP DATABASE waits until every backend of the server has absorbed a signal barrier; a session
+# of another client stuck in COPY FROM STDIN delays that indefinitely. Give up after this long.
+DROP_TIMEOUT = "120s"
+
+
 def database_recreate(url: str) -> None:
     name = database_name(url)
     with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f"SET statement_timeout = '{DROP_TIMEOUT}'")
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -51,6 +57,7 @@ def database_recreate(url: str) -> None:
 def database_drop(url: str) -> None:
     name = database_name(url)
     with psycopg.connect(_maintenance_url(url), autocommit=True) as conn:
+        conn.execute(f"SET statement_timeout = '{DROP_TIMEOUT}'")
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

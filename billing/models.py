@@ -103,8 +103,10 @@ class Charge(models.Model):
         REGULAR = "regular"
         LATE_ADJUSTMENT = "late_adjustment"
 
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges")
-    resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="charges")
+    # No single-column indexes on project, type and price: the composite indexes below start with
+    # project, and types and prices are never deleted. Every index costs 100,000 entries an hour.
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges", db_index=False)
+    resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="charges", db_index=False)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REGULAR)
@@ -115,21 +117,24 @@ class Charge(models.Model):
     window_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
     previously_charged_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, default=0)
     # The price version in force at the window's start; price_breakdown lists every version when a
-    # price changed inside the window (one segment each: from, to, price id, unit price, per, rate).
-    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="charges")
+    # price changed inside the window (one segment each: from, to, price id, unit price, per, rate);
+    # empty when one version covered the whole window.
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="charges", db_index=False)
     # Credits per unit of `unit`, time-weighted over the window's price segments (exact, not rounded).
     rate = models.DecimalField(max_digits=40, decimal_places=18)
     price_breakdown = models.JSONField(default=list)
     amount = models.BigIntegerField(help_text="Micro-credits; zero when the usage rounds to nothing.")
     transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="charge")
     run = models.ForeignKey(BillingRun, on_delete=models.PROTECT, related_name="charges")
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200)
     usage_record_ids = models.JSONField(default=list, help_text="metering.UsageRecord ids summed into window_quantity.")
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-window_start", "project", "resource_type"]
         constraints = [
+            # A constraint, not unique=True: on PostgreSQL that would add a second (LIKE) index per key.
+            models.UniqueConstraint(fields=["idempotency_key"], name="charge_idempotency_key_unique"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="charge_amount_not_negative"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="charge_quantity_positive"),
             models.CheckConstraint(condition=Q(amount=0) | Q(transfer__isnull=False), name="charge_amount_has_transfer"),

@@ -43,7 +43,9 @@ class QuotaInline(admin.TabularInline):
     model = Quota
     extra = 0
     fields = ["resource_type", "limit", "used", "reserved", "updated_at"]
-    # used and reserved are moved only by reservations and releases (quotas/services.py).
+    # used and reserved are moved only by reservations and releases (quotas/services.py). A row is
+    # never deleted, since pending holds point at it: an empty limit means "no limit".
+    can_delete = False
     readonly_fields = ["used", "reserved", "updated_at"]
 
 

@@ -75,12 +75,17 @@ def _resource_type(code: str) -> ResourceType:
     return resource_type
 
 
+def _resource_type_id(code: str) -> int:
+    type_id = selectors.resource_type_id(code)
+    if type_id is None:
+        raise ValidationFailed({"resource_type": [f"unknown resource type {code!r}"]})
+    return type_id
+
+
 def _admission_input(request: Request, serializer_class) -> tuple[dict, ProjectRef, int, int]:
     data = validated(serializer_class, request.data)
     project = _project(request, data["project"])
-    type_id = selectors.resource_type_id(data["resource_type"])
-    if type_id is None:
-        raise ValidationFailed({"resource_type": [f"unknown resource type {data['resource_type']!r}"]})
+    type_id = _resource_type_id(data["resource_type"])
     if "amount" in data:
         amount = data["amount"]
     else:
@@ -106,14 +111,28 @@ class ReservationCreateView(APIView):
     def post(self, request: Request) -> Response:
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
-        data, project, type_id, amount = _admission_input(request, ReservationCreateSerializer)
+        data = validated(ReservationCreateSerializer, request.data)
         key = idempotency.require_key(request)
-        _require_service_or_staff(request)
-        result = services.reservation_create(
-            project=project, resource_type=(type_id, data["resource_type"]), quantity=data["quantity"], amount=amount,
-            ttl_seconds=data.get("ttl_seconds"), idempotency_scope=access.caller_actor(request), idempotency_key=key,
-            fingerprint=idempotency.fingerprint(request, request.data), actor=access.caller_actor(request),
-        )
+        type_id = _resource_type_id(data["resource_type"])
+        user = request.user
+        common = {
+            "resource_type": (type_id, data["resource_type"]), "quantity": data["quantity"],
+            "ttl_seconds": data.get("ttl_seconds"), "idempotency_scope": access.caller_actor(request),
+            "idempotency_key": key, "fingerprint": idempotency.fingerprint(request, request.data),
+            "actor": access.caller_actor(request),
+        }
+        if isinstance(user, ServicePrincipal):
+            # The hot path: project lookup, key claim and holds in one statement (see quotas/fastpath.py).
+            result = services.reservation_create_by_slug(
+                slug=data["project"], scope_project_id=None if user.is_platform else user.project_id,
+                amount=data.get("amount"), hourly_cost=data.get("hourly_cost"), **common,
+            )
+        else:
+            project = _project(request, data["project"])
+            _require_service_or_staff(request)
+            amount = data["amount"] if "amount" in data else services.hold_for_min_runtime(
+                hourly_cost=data["hourly_cost"], project=project)
+            result = services.reservation_create(project=project, amount=amount, **common)
         response = Response(result.body, status=201)
         if not result.created:
             response["Idempotent-Replayed"] = "true"

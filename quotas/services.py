@@ -18,13 +18,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from creditservice.lib.errors import Conflict, InsufficientCredits, ValidationFailed
+from creditservice.lib.errors import Conflict, InsufficientCredits, NotFound, ValidationFailed
 from creditservice.lib.money import format_amount
 from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account, Transfer
 
-from . import selectors
+from . import fastpath, selectors
 from .errors import BudgetExceeded, ProjectSuspended, QuotaExceeded, ReservationEnded
 from .models import Budget, Quota, Reservation, ResourceType
 from .quantities import as_quantity, format_quantity
@@ -130,18 +130,9 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: Decim
                     limit=format_quantity(as_quantity(quota[0])), used=format_quantity(as_quantity(quota[1])),
                     reserved="0", requested=format_quantity(quantity),
                 ), retry_after_expiry=True)
-            # (4) The budget, read under the wallet row lock: every change of this project's spend
-            # (reserve, commit, usage charge) takes that lock, so this sum cannot go stale before commit.
+            # (4) The budget, read under the wallet row lock.
             if project.has_budget:
-                hard_limit = Budget.objects.filter(project_id=project.id).values_list("hard_limit", flat=True).first()
-                if hard_limit is not None:
-                    charged, pending = selectors.budget_spend(project_id=project.id, wallet_id=project.wallet_id, now=now)
-                    if charged + pending > hard_limit:  # pending includes this reservation
-                        raise _Refused(BudgetExceeded(
-                            "this reservation would take the month's spend above the budget",
-                            limit=format_amount(hard_limit), spent=format_amount(charged + pending - amount),
-                            requested=format_amount(amount),
-                        ), retry_after_expiry=True)
+                _check_budget(project_id=project.id, wallet_id=project.wallet_id, amount=amount, now=now)
             return row[0]
 
 
@@ -178,6 +169,96 @@ def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], q
         ended_at=None, now=now,
     )
     return ReservationResult(body=body, created=True)
+
+
+class _Replay(Exception):
+    """The Idempotency-Key was already used: roll back this attempt's hold and answer with the first reservation."""
+
+
+def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resource_type: tuple[int, str],
+                               quantity: Decimal, amount: int | None, hourly_cost: int | None, ttl_seconds: int | None,
+                               idempotency_scope: str, idempotency_key: str, fingerprint: str, actor: str,
+                               now: datetime | None = None) -> ReservationResult:
+    """reservation_create for a service key that names the project by slug (scope_project_id: the one
+    project a scoped key may use). The same rules and answers; on PostgreSQL the lookup, the claim of
+    the key and both holds are one statement (quotas/fastpath.py). Unknown project → 404."""
+    if not fastpath.enabled():
+        project = selectors.project_ref(slug=slug)
+        if project is None or (scope_project_id is not None and project.id != scope_project_id):
+            raise NotFound(f"no project {slug!r}")
+        if amount is None:
+            amount = hold_for_min_runtime(hourly_cost=hourly_cost, project=project)
+        return reservation_create(project=project, resource_type=resource_type, quantity=quantity, amount=amount,
+                                  ttl_seconds=ttl_seconds, idempotency_scope=idempotency_scope,
+                                  idempotency_key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now)
+    now = now or timezone.now()
+    expires_at = now + reservation_ttl(ttl_seconds)
+    type_id, type_code = resource_type
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                done = fastpath.reserve(
+                    slug=slug, scope_project_id=scope_project_id, resource_type_id=type_id, quantity=quantity,
+                    amount=amount, hourly_cost=hourly_cost, expires_at=expires_at, idempotency_scope=idempotency_scope,
+                    idempotency_key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now,
+                )
+                if done is None:
+                    raise NotFound(f"no project {slug!r}")
+                _check_fast_outcome(done, type_id, quantity, now)
+        except _Replay:
+            return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
+        except _Refused as refusal:
+            # A refused request may be the retry of one that was admitted: that one's answer wins.
+            if Reservation.objects.filter(idempotency_scope=idempotency_scope, idempotency_key=idempotency_key).exists():
+                return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
+            if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=done.project_id, now=now):
+                continue
+            raise refusal.error from None
+        break
+    body = selectors.reservation_body(
+        id=done.reservation_id, project=done.slug, resource_type=type_code, quantity=quantity, amount=done.amount,
+        status=Reservation.Status.PENDING, expires_at=expires_at, committed_amount=None, created_at=now,
+        ended_at=None, now=now,
+    )
+    return ReservationResult(body=body, created=True)
+
+
+def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: Decimal, now: datetime) -> None:
+    """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
+    if done.status != "active":
+        raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
+                                        status=done.status), retry_after_expiry=False)
+    if not done.held:
+        balance, reserved = Account.objects.filter(id=done.wallet_id).values_list("balance", "reserved").get()
+        raise _Refused(InsufficientCredits("not enough available credits for this reservation",
+                                           available=format_amount(balance - reserved),
+                                           requested=format_amount(done.amount)), retry_after_expiry=True)
+    if done.reservation_id is None:
+        raise _Replay()
+    if not done.quota_held:
+        raise _Refused(_quota_refusal(done.project_id, type_id, quantity), retry_after_expiry=True)
+    if done.quota_limit is not None and done.quota_used + done.quota_reserved > done.quota_limit:
+        # A first reservation of the type created the row with the staff default as its limit.
+        raise _Refused(QuotaExceeded("the quota of this resource type does not allow this quantity",
+                                     limit=format_quantity(as_quantity(done.quota_limit)), used="0", reserved="0",
+                                     requested=format_quantity(quantity)), retry_after_expiry=False)
+    if done.has_budget:
+        _check_budget(project_id=done.project_id, wallet_id=done.wallet_id, amount=done.amount, now=now)
+
+
+def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime) -> None:
+    """Under the wallet row lock, taken earlier in this transaction: every change of this project's
+    spend (reserve, commit, usage charge) takes that lock, so the sum cannot go stale before commit."""
+    hard_limit = Budget.objects.filter(project_id=project_id).values_list("hard_limit", flat=True).first()
+    if hard_limit is None:
+        return
+    charged, pending = selectors.budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
+    if charged + pending > hard_limit:  # pending includes this reservation
+        raise _Refused(BudgetExceeded(
+            "this reservation would take the month's spend above the budget",
+            limit=format_amount(hard_limit), spent=format_amount(charged + pending - amount),
+            requested=format_amount(amount),
+        ), retry_after_expiry=True)
 
 
 def _replay(scope: str, key: str, fingerprint: str) -> dict:
@@ -225,8 +306,6 @@ def _current(reservation_id: int, project_id: int | None, now: datetime) -> Rese
         queryset = queryset.filter(project_id=project_id)
     reservation = queryset.filter(id=reservation_id).first()
     if reservation is None:
-        from creditservice.lib.errors import NotFound
-
         raise NotFound(f"no reservation {reservation_id}")
     return reservation
 
@@ -275,6 +354,32 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     the transfer INSERT (ledger.commit_hold), the quota UPDATE, and the COMMIT.
     """
     now = now or timezone.now()
+    if fastpath.enabled():
+        done = fastpath.commit(reservation_id=reservation_id, amount=amount, scope_project_id=project_id, actor=actor,
+                               now=now)
+        if done is not None:
+            return selectors.reservation_body(
+                id=reservation_id, project=done.slug, resource_type=done.resource_type, quantity=done.quantity,
+                amount=done.held, status=Reservation.Status.COMMITTED, expires_at=done.expires_at,
+                committed_amount=done.charge, created_at=done.created_at, ended_at=now, now=now,
+            )
+        row = None
+    else:
+        row = _commit_in_steps(reservation_id, amount, project_id, actor, now)
+    if row is not None:
+        project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
+        return selectors.reservation_body(
+            id=reservation_id, project=slug, resource_type=code, quantity=as_quantity(quantity), amount=held,
+            status=Reservation.Status.COMMITTED, expires_at=_aware(expires_at), committed_amount=take,
+            created_at=_aware(created_at), ended_at=now, now=now,
+        )
+    # Not committed now: find out why (the rare path may build models).
+    return _commit_refused(reservation_id, amount, project_id, actor, now, _retried)
+
+
+def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | None, actor: str,
+                     now: datetime) -> tuple | None:
+    """The general commit (SQLite): compare-and-set, the ledger commit, the quota, in one transaction."""
     with transaction.atomic():
         row = _commit_pending(reservation_id, amount, project_id, now)
         if row is not None:
@@ -289,13 +394,11 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
             elif held > 0:
                 ledger.release(wallet_id=wallet_id, amount=held)
             _drop_quota_hold(project_id_, type_id, quantity, to_used=True, now=now)
-    if row is not None:
-        return selectors.reservation_body(
-            id=reservation_id, project=slug, resource_type=code, quantity=quantity, amount=held,
-            status=Reservation.Status.COMMITTED, expires_at=_aware(expires_at), committed_amount=take,
-            created_at=_aware(created_at), ended_at=now, now=now,
-        )
-    # Not committed now: find out why (the rare path may build models).
+    return row
+
+
+def _commit_refused(reservation_id: int, amount: int | None, project_id: int | None, actor: str, now: datetime,
+                    _retried: bool) -> dict:
     reservation = _current(reservation_id, project_id, now)
     if reservation.status == Reservation.Status.PENDING and reservation.expires_at > now:
         if amount is not None and amount > reservation.amount:

@@ -8,8 +8,3 @@ def purge_idempotency_keys() -> int:
     """Forget Idempotency-Keys older than IDEMPOTENCY_KEY_TTL; safe to run any number of times."""
     return idempotency.purge_expired()
 
-
-@shared_task(name="wallets.ping", ignore_result=False)
-def ping(value: str) -> str:
-    """Round trip through the broker and a worker; used by operators and the broker test."""
-    return value

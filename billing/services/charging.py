@@ -170,12 +170,9 @@ def write_charges(*, planned: list[_Planned], run_id: int) -> tuple[int, int]:
     transfers = []
     for p in planned:
         if p.amount > 0:
-            transfers.append(ledger.BulkTransfer(
-                project_id=p.project_id, amount=p.amount, idempotency_key=p.key,
-                reference=f"billing:{p.window_start.isoformat()}",
-                metadata_json=json.dumps({"resource_type_id": p.resource_type_id, "window_start": p.window_start.isoformat(),
-                                          "quantity": str(p.quantity), "unit": p.rate.unit, "rate": str(p.rate.rate)}),
-            ))
+            # The charge row (same key) holds the explanation; the transfer points at it by its key.
+            transfers.append(ledger.BulkTransfer(project_id=p.project_id, amount=p.amount, idempotency_key=p.key,
+                                                 reference="charge"))
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     with transaction.atomic():
@@ -185,7 +182,8 @@ def write_charges(*, planned: list[_Planned], run_id: int) -> tuple[int, int]:
         )
         rows = []
         for p in planned:
-            breakdown = breakdown_json.setdefault(id(p.rate), json.dumps(p.rate.breakdown))
+            # Only a window that spans a price change needs its segments; otherwise price and rate say it all.
+            breakdown = breakdown_json.setdefault(id(p.rate), json.dumps(p.rate.breakdown if len(p.rate.breakdown) > 1 else []))
             rows.append((
                 p.project_id, p.resource_type_id, adapt(p.window_start), adapt(p.window_end), p.kind, str(p.quantity),
                 p.rate.unit, str(p.window_quantity), str(p.previously_charged), p.rate.price_id, str(p.rate.rate),

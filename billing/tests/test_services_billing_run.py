@@ -294,3 +294,14 @@ def test_run_billing_command_prints_progress_and_a_summary(clock):
     call_command("run_billing", stdout=out)  # default: the last closed window, the same one
     assert "succeeded: 1 charges" in out.getvalue()  # totals of the window; nothing new was charged
     assert Charge.objects.count() == 1 and balance(acme) == credits_to_micros("99.96")
+
+
+def test_a_parallel_run_hands_chunks_to_celery_workers(clock, settings):
+    settings.BILLING_CHUNK_SIZE = 1
+    projects = [ProjectFactory(slug=f"p{i}", balance="10") for i in range(3)]
+    for project in projects:
+        usage(project, "vm", WINDOW, "1")
+    run = bill(WINDOW, parallel=True).run
+    assert run.status == BillingRun.Status.SUCCEEDED and run.charges_created == 3
+    assert set(run.chunks.values_list("status", flat=True)) == {"done"}
+    assert all(balance(p) == credits_to_micros("9.96") for p in projects)

@@ -21,7 +21,14 @@ def status(project) -> str:
     return Project.objects.get(id=project.id).status
 
 
-def test_the_lifecycle_from_active_to_suspended_and_back(clock, receiver, django_capture_on_commit_callbacks):
+def reserve(client) -> tuple[int, str | None]:
+    """The admission answer (quotas API) to a small reservation."""
+    response = client.post_idem("/api/v1/reservations", {"project": "acme", "resource_type": "vm", "quantity": "1",
+                                                         "amount": "0.5"})
+    return response.status_code, response.json().get("error")
+
+
+def test_the_lifecycle_from_active_to_suspended_and_back(clock, receiver, platform, django_capture_on_commit_callbacks):
     endpoint = WebhookEndpoint.objects.create(url=receiver.url)
     acme = ProjectFactory(slug="acme", balance="1")
     usage(acme, "vm", WINDOW, "50")  # 2 credits: the balance goes to -1
@@ -35,6 +42,7 @@ def test_the_lifecycle_from_active_to_suspended_and_back(clock, receiver, django
     headers, body = receiver.requests[0]
     assert verify(secret=endpoint.secret, header=headers[SIGNATURE_HEADER], body=body)
     assert json.loads(body)["data"]["project"] == "acme" and json.loads(body)["data"]["available"] == "-1"
+    assert reserve(platform) == (403, "project_suspended")
 
     clock.move_to(NOW + timedelta(hours=23))
     with django_capture_on_commit_callbacks(execute=True):
@@ -47,12 +55,14 @@ def test_the_lifecycle_from_active_to_suspended_and_back(clock, receiver, django
         lifecycle_sweep()  # a repeat is a quiet no-op
     assert status(acme) == Project.Status.SUSPENDED
     assert receiver.events() == ["project.grace", "project.suspended"]
+    assert reserve(platform) == (403, "project_suspended")
 
     with django_capture_on_commit_callbacks(execute=True):
         fund(acme, "5")  # funded at any point: active at once, through the ledger's funded hook
     acme.refresh_from_db()
     assert acme.status == Project.Status.ACTIVE and acme.grace_until is None
     assert receiver.events() == ["project.grace", "project.suspended", "project.reactivated"]
+    assert reserve(platform) == (201, None)  # admitted again, with 4 credits available
     changes = list(ProjectStatusChange.objects.filter(project=acme).order_by("at").values_list("from_status", "to_status"))
     assert changes == [("active", "grace"), ("grace", "suspended"), ("suspended", "active")]
 
