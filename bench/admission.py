@@ -2,6 +2,7 @@
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import uuid
@@ -16,12 +17,16 @@ def wrk_run(url: str, *, script: Path, env: dict[str, str], connections: int, th
     """Runs wrk; returns the BENCH_RESULT JSON its done() prints, plus wrk's own text as "text"."""
     cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
            "--latency", "-s", str(script), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=seconds + 120)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             result = json.loads(line.removeprefix("BENCH_RESULT "))
             result["text"] = done.stdout
+            result["client_cpu_s"] = client_cpu
             return result
     raise RuntimeError(f"wrk printed no result (exit {done.returncode}):\n{done.stdout}")
 
@@ -43,5 +48,6 @@ def admission_run(url: str, *, key: str, slugs: list[str], seconds: float, conne
         "errors": result["errors"],
         "samples": result["samples"],
         "no_id": result["no_id"],
+        "client_cpu_s": result["client_cpu_s"],
         "socket_errors": {k: v for k, v in result["socket_errors"].items() if v},
     }

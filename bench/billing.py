@@ -13,7 +13,7 @@ from . import stack
 from .admission import wrk_run
 
 INGEST_LUA = Path(__file__).with_name("ingest.lua")
-BILLING_RUN_TIMEOUT = 240  # seconds: a run slower than this is reported as such, not waited for
+BILLING_RUN_TIMEOUT = 150  # seconds: a run slower than this is reported as such, not waited for
 
 
 class NotAvailable(Exception):

@@ -38,8 +38,15 @@ INSERT_TRANSFER = (
 )
 
 
-def _client(url: str, wallets: list[list[int]], revenue: int, vm_type: int, amount: int, tag: str,
-            start_at: float, seconds: float, out: "mp.Queue") -> None:
+def _client(*args) -> None:
+    try:
+        _client_loop(*args)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the group; the parent cleans up
+        pass
+
+
+def _client_loop(url: str, wallets: list[list[int]], revenue: int, vm_type: int, amount: int, tag: str,
+                 start_at: float, seconds: float, out: "mp.Queue") -> None:
     latencies = array("d")
     pairs = refused = failed = 0
     pid = os.getpid()

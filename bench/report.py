@@ -100,6 +100,10 @@ class Report:
                            f"{row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f}  {_errors(row)}")
         out.append("  (p50/p99: per call for the app, over reserve and commit calls together, from wrk's latency")
         out.append("   distribution; per transaction for the floor)")
+        cpu = [(label, row["client_cpu_s"] / row["seconds"]) for (label, kind), row in self.admission.items()
+               if kind == "app" and row.get("seconds")]
+        if cpu:
+            out.append("  load generator (wrk) CPU: " + ", ".join(f"{share:.0%} of one core ({label})" for label, share in cpu))
         for label in ("100 wallets", "hot wallet"):
             if (label, "app") in pairs_per_s and (label, "floor") in pairs_per_s:
                 ratio = _ratio(pairs_per_s[(label, "app")], pairs_per_s[(label, "floor")])

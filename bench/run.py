@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
         return 130
+    except (RuntimeError, psycopg.Error) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
     finally:
         if server is not None:
             server.stop()

@@ -31,6 +31,8 @@ from .serializers import (
     ReservationCreateSerializer,
     ReservationFilterSerializer,
     ReservationReleaseSerializer,
+    parse_commit,
+    parse_reservation,
 )
 
 OPTIONAL_IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -111,7 +113,7 @@ class ReservationCreateView(APIView):
     def post(self, request: Request) -> Response:
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
-        data = validated(ReservationCreateSerializer, request.data)
+        data = parse_reservation(request.data)
         key = idempotency.require_key(request)
         type_id = _resource_type_id(data["resource_type"])
         user = request.user
@@ -168,9 +170,9 @@ class ReservationCommitView(APIView):
         Idempotent by state, so no Idempotency-Key is needed (one is accepted and ignored): a repeated
         commit returns the same answer; 409 reservation_released / reservation_expired /
         reservation_committed (another amount) otherwise."""
-        data = validated(ReservationCommitSerializer, request.data or {})
+        amount = parse_commit(request.data)
         _require_service_or_staff(request)
-        body = services.reservation_commit(reservation_id=reservation_id, amount=data.get("amount"),
+        body = services.reservation_commit(reservation_id=reservation_id, amount=amount,
                                            project_id=_reservation_scope(request), actor=access.caller_actor(request))
         return Response(body)
 

@@ -5,10 +5,11 @@ hold, the quota hold, each its own round trip). Here each call is one statement 
 CTEs, so the work per request is one round trip (plus BEGIN/COMMIT for a reservation, whose budget
 check needs a second statement in the same transaction) and no model is built.
 
-Lock order is the one services.py documents: reservation row → wallet → quota. Within one statement
-the order is forced by data dependency, not by the order the CTEs are written in: the quota CTE reads
-rows that only exist once the wallet UPDATE has returned its row (through the reservation INSERT on
-reserve; directly on commit), so PostgreSQL has taken the wallet row lock before it touches the quota.
+Lock order is the one services/reservations.py documents: reservation row → wallet → quota. Within
+one statement the order is forced by data dependency, not by the order the CTEs are written in: the
+wallet UPDATE reads the row the reservation INSERT returned (or, on commit, the reservation UPDATE),
+and the quota CTE reads the row the wallet UPDATE returned, so PostgreSQL has claimed the reservation
+row before it locks the wallet, and locked the wallet before it touches the quota.
 All conditional UPDATEs re-check their WHERE on the newest row version after waiting for a lock (READ
 COMMITTED), so the guards hold under concurrency. The budget is a sum over other rows, which a
 statement would read from the snapshot it started with, before it waited for the wallet lock; so it
@@ -49,15 +50,21 @@ def _reserve_sql(scoped: bool) -> str:
         "COALESCE(%(amount)s::bigint, %(hourly_cost)s::bigint * COALESCE(p.min_runtime_hours, %(hours)s)) AS amount, "
         "%(now)s::timestamptz AS now "
         f"FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE p.slug = %(slug)s{scope}), "
-        f"w AS ({ledger.hold_cte('src')}), "
+        # (1) The reservation row claims the Idempotency-Key first, as in services: a retry of a
+        # reservation that is being committed waits here, holding nothing else, so it cannot close a
+        # cycle with the commit (which holds that row and wants the wallet).
         f"r AS (INSERT INTO {_RESERVATION} (project_id, resource_type_id, quantity, amount, status, expires_at, "
         "idempotency_scope, idempotency_key, request_fingerprint, actor, created_at) "
         "SELECT src.project_id, %(type_id)s, %(quantity)s, src.amount, 'pending', %(expires_at)s, %(idem_scope)s, "
-        "%(idem_key)s, %(fingerprint)s, %(actor)s, src.now FROM src JOIN w ON w.id = src.wallet_id "
+        "%(idem_key)s, %(fingerprint)s, %(actor)s, src.now FROM src "
         "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING id, project_id), "
+        # (2) The wallet hold, only for a row that was inserted (a replay holds nothing).
+        "claimed AS (SELECT src.* FROM src JOIN r ON r.project_id = src.project_id), "
+        f"w AS ({ledger.hold_cte('claimed')}), "
+        # (3) The quota, only once the wallet hold is taken (the data dependency orders the locks).
         f'q AS (INSERT INTO {_QUOTA} (project_id, resource_type_id, "limit", used, reserved, updated_at) '
         f'SELECT r.project_id, %(type_id)s, (SELECT d."limit" FROM {_DEFAULT} d WHERE d.resource_type_id = %(type_id)s), '
-        "0, %(quantity)s, %(now)s FROM r "
+        "0, %(quantity)s, %(now)s FROM r JOIN w ON true "
         f"ON CONFLICT (project_id, resource_type_id) DO UPDATE SET reserved = {_QUOTA}.reserved + excluded.reserved, "
         f'updated_at = excluded.updated_at WHERE {_QUOTA}."limit" IS NULL '
         f'OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit" '

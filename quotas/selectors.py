@@ -152,6 +152,11 @@ class QuotaRow:
     reserved: Decimal  # without holds that are past expires_at
 
     @property
+    def resource(self) -> str:
+        """The name people read (the portal shows it)."""
+        return self.display_name
+
+    @property
     def available(self) -> Decimal | None:
         return None if self.limit is None else max(self.limit - self.used - self.reserved, Decimal(0))
 
@@ -245,6 +250,11 @@ class BudgetStatus:
     @property
     def remaining(self) -> int:
         return max(self.hard_limit - self.spent, 0)
+
+    def __str__(self) -> str:
+        soft = f" (alert at {format_amount(self.soft_limit)})" if self.soft_limit is not None else ""
+        return (f"{format_amount(self.spent)} of {format_amount(self.hard_limit)} credits spent or held this month"
+                f"{soft}")
 
 
 def budget_status(project: Project | int, now: datetime | None = None) -> BudgetStatus | None:

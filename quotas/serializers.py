@@ -1,5 +1,6 @@
 """Input of the admission API. Quantities and amounts are decimal strings; unknown fields are refused."""
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -76,3 +77,87 @@ class QuotaReleaseSerializer(StrictSerializer):
 class BudgetSerializer(StrictSerializer):
     hard_limit = CreditsField(allow_zero=True, allow_null=True, help_text="Credits per calendar month (UTC); null removes the budget.")
     soft_limit = CreditsField(allow_zero=True, allow_null=True, required=False, help_text="Alert threshold.")
+
+
+# --- Lean parsing for the hot path ------------------------------------------------------------
+# A DRF serializer deep-copies its fields on every instantiation (~0.3 ms of CPU a request here); the
+# two hot endpoints parse their small bodies with the same field rules and the same error shape.
+
+_RESERVATION_FIELDS = frozenset(ReservationCreateSerializer._declared_fields)
+
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+
+
+def _slug(value: object, max_length: int) -> str:
+    if not isinstance(value, str) or len(value) > max_length or not _SLUG.fullmatch(value):
+        raise MoneyError("Enter a valid \"slug\" consisting of letters, numbers, underscores or hyphens.")
+    return value
+
+
+def parse_reservation(data: object) -> dict:
+    """ReservationCreateSerializer's rules without building it; raises ValidationFailed({field: [...]})."""
+    from creditservice.lib.errors import ValidationFailed
+    from creditservice.lib.money import parse_amount
+
+    if not isinstance(data, dict):
+        raise ValidationFailed({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+    errors: dict[str, list[str]] = {name: ["unknown field"] for name in sorted(set(data) - _RESERVATION_FIELDS)}
+    if errors:
+        raise ValidationFailed(errors)
+    parsed: dict = {}
+    rules = (
+        ("project", True, lambda v: _slug(v, 63)),
+        ("resource_type", True, lambda v: _slug(v, 50)),
+        ("quantity", True, parse_quantity),
+        ("amount", False, lambda v: parse_amount(v, allow_zero=True)),
+        ("hourly_cost", False, parse_amount),
+        ("ttl_seconds", False, _positive_int),
+    )
+    for name, required, parse in rules:
+        if name not in data:
+            if required:
+                errors[name] = ["This field is required."]
+            continue
+        if data[name] is None:
+            errors[name] = ["This field may not be null."]
+            continue
+        try:
+            parsed[name] = parse(data[name])
+        except MoneyError as exc:
+            errors[name] = [str(exc)]
+    if not errors and ("amount" in parsed) == ("hourly_cost" in parsed):
+        errors["amount"] = ["send exactly one of amount and hourly_cost"]
+    if errors:
+        raise ValidationFailed(errors)
+    return parsed
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MoneyError("A valid integer is required.")
+    try:
+        number = int(value)
+    except ValueError:
+        raise MoneyError("A valid integer is required.") from None
+    if number < 1:
+        raise MoneyError("Ensure this value is greater than or equal to 1.")
+    return number
+
+
+def parse_commit(data: object) -> int | None:
+    """ReservationCommitSerializer's rules: {} or {"amount": "<credits, may be 0>"}; the amount or None."""
+    from creditservice.lib.errors import ValidationFailed
+    from creditservice.lib.money import parse_amount
+
+    if data is None or data == {}:
+        return None
+    if not isinstance(data, dict):
+        raise ValidationFailed({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+    unknown = sorted(set(data) - {"amount"})
+    if unknown:
+        raise ValidationFailed({name: ["unknown field"] for name in unknown})
+    try:
+        return parse_amount(data["amount"], allow_zero=True)
+    except MoneyError as exc:
+        raise ValidationFailed({"amount": [str(exc)]}) from None

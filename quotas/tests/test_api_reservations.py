@@ -251,3 +251,24 @@ def test_lists_a_projects_reservations_by_status(platform, project):
     assert listed("?status=committed") == [b["id"]]
     assert listed("?status=expired") == [c["id"]]
     assert platform.get("/api/v1/projects/acme/reservations?status=bogus").status_code == 400
+
+
+def test_a_replay_is_answered_even_when_a_new_request_would_be_refused(platform, project):
+    first = reserve(platform, amount="100", key="all-in")
+    assert reserve(platform, amount="100", key="all-in").json() == first.json()  # no credits left for a new one
+    Project.objects.filter(id=project.id).update(status=Project.Status.SUSPENDED)
+    again = reserve(platform, amount="100", key="all-in")
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert wallet(platform)["reserved"] == "100"
+
+
+def test_staff_reserve_through_the_session_with_the_same_rules(admin_client, project):
+    body = {"project": "acme", "resource_type": "vm", "quantity": "1", "amount": "60"}
+    first = admin_client.post(RESERVE, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="s1")
+    assert first.status_code == 201, first.json()
+    refused = admin_client.post(RESERVE, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="s2")
+    assert refused.status_code == 402
+    replay = admin_client.post(RESERVE, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="s1")
+    assert replay.json() == first.json()
+    assert Reservation.objects.count() == 1

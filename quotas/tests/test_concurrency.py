@@ -185,3 +185,20 @@ def test_random_interleaving_leaves_wallets_quotas_and_budgets_equal_to_the_mode
                 assert rows[c["id"]].committed_amount == committed[c["id"]]
     assert Project.objects.count() == 3
     assert ledger_is_consistent()
+
+
+def test_retries_of_a_reservation_racing_its_commit_neither_deadlock_nor_hold_again(raw_key):
+    ProjectFactory(slug="acme", balance="100")
+    first = reserve(ServiceClient(raw_key), amount="10", key="racing").json()
+
+    def race(client, i):
+        if i % 2:
+            return client.post(f"/api/v1/reservations/{first['id']}/commit", format="json").status_code
+        response = reserve(client, amount="10", key="racing")
+        return response.status_code if response.json().get("id") == first["id"] else -1
+
+    codes = _parallel(raw_key, 40, race, workers=20)
+    assert set(codes) == {200, 201}
+    wallet = Account.objects.get(project__slug="acme")
+    assert (wallet.balance, wallet.reserved) == (90_000_000, 0)
+    assert ledger_is_consistent()

@@ -1,5 +1,4 @@
-"""Writes of admission control: reservations (reserve, commit, release, expire), quota limits and usage,
-budgets.
+"""Reservations: reserve, commit, release, expire.
 
 Lock order, the same in every transaction here, so two of them can never wait on each other in a
 cycle: (1) the one reservation row the transaction changes (a compare-and-set UPDATE, or the INSERT
@@ -24,11 +23,11 @@ from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account, Transfer
 
-from . import fastpath, selectors
-from .errors import BudgetExceeded, ProjectSuspended, QuotaExceeded, ReservationEnded
-from .models import Budget, Quota, Reservation, ResourceType
-from .quantities import as_quantity, format_quantity
-from .selectors import ProjectRef, db_datetime
+from .. import fastpath, selectors
+from ..errors import BudgetExceeded, ProjectSuspended, QuotaExceeded, ReservationEnded
+from ..models import Budget, Quota, Reservation
+from ..quantities import as_quantity, format_quantity
+from ..selectors import ProjectRef, db_datetime
 
 _RESERVATION = Reservation._meta.db_table
 _QUOTA = Quota._meta.db_table
@@ -208,9 +207,6 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
         except _Replay:
             return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
         except _Refused as refusal:
-            # A refused request may be the retry of one that was admitted: that one's answer wins.
-            if Reservation.objects.filter(idempotency_scope=idempotency_scope, idempotency_key=idempotency_key).exists():
-                return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
             if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=done.project_id, now=now):
                 continue
             raise refusal.error from None
@@ -225,6 +221,8 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
 
 def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: Decimal, now: datetime) -> None:
     """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
+    if done.reservation_id is None:
+        raise _Replay()
     if done.status != "active":
         raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
                                         status=done.status), retry_after_expiry=False)
@@ -233,8 +231,6 @@ def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity:
         raise _Refused(InsufficientCredits("not enough available credits for this reservation",
                                            available=format_amount(balance - reserved),
                                            requested=format_amount(done.amount)), retry_after_expiry=True)
-    if done.reservation_id is None:
-        raise _Replay()
     if not done.quota_held:
         raise _Refused(_quota_refusal(done.project_id, type_id, quantity), retry_after_expiry=True)
     if done.quota_limit is not None and done.quota_used + done.quota_reserved > done.quota_limit:
@@ -487,32 +483,3 @@ def reservations_expire(*, project_id: int | None = None, now: datetime | None =
         count += sum(reservation_expire(reservation_id=i, now=now) for i in ids)
         if len(ids) < batch:
             return count
-
-
-# --- Quotas and budgets -----------------------------------------------------------------------
-
-def quota_set_limit(*, project_id: int, resource_type: ResourceType, limit: Decimal | None) -> None:
-    """Set (or, with None, remove) the limit. A limit below what is used and reserved refuses new
-    reservations; it never takes back what is already held."""
-    Quota.objects.update_or_create(project_id=project_id, resource_type=resource_type, defaults={"limit": limit})
-
-
-def quota_release_usage(*, project_id: int, resource_type: ResourceType, quantity: Decimal) -> None:
-    """A resource was deleted: used -= quantity, never below zero (a repeated release cannot go negative)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_QUOTA} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END, updated_at = %s "
-            "WHERE project_id = %s AND resource_type_id = %s",
-            [quantity, quantity, db_datetime(timezone.now()), project_id, resource_type.id],
-        )
-
-
-def budget_set(*, project_id: int, hard_limit: int | None, soft_limit: int | None) -> None:
-    """Set the monthly budget; hard_limit None removes it. Lowering it below this month's spend refuses
-    new reservations and leaves existing ones alone."""
-    if hard_limit is None:
-        Budget.objects.filter(project_id=project_id).delete()
-        return
-    if soft_limit is not None and soft_limit > hard_limit:
-        raise ValidationFailed({"soft_limit": ["must not exceed hard_limit"]})
-    Budget.objects.update_or_create(project_id=project_id, defaults={"hard_limit": hard_limit, "soft_limit": soft_limit})

@@ -1,0 +1,40 @@
+"""Quota limits, the release of quota usage, and budgets."""
+
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from creditservice.lib.errors import ValidationFailed
+
+from ..models import Budget, Quota, ResourceType
+from ..selectors import db_datetime
+
+_QUOTA = Quota._meta.db_table
+
+
+def quota_set_limit(*, project_id: int, resource_type: ResourceType, limit: Decimal | None) -> None:
+    """Set (or, with None, remove) the limit. A limit below what is used and reserved refuses new
+    reservations; it never takes back what is already held."""
+    Quota.objects.update_or_create(project_id=project_id, resource_type=resource_type, defaults={"limit": limit})
+
+
+def quota_release_usage(*, project_id: int, resource_type: ResourceType, quantity: Decimal) -> None:
+    """A resource was deleted: used -= quantity, never below zero (a repeated release cannot go negative)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_QUOTA} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END, updated_at = %s "
+            "WHERE project_id = %s AND resource_type_id = %s",
+            [quantity, quantity, db_datetime(timezone.now()), project_id, resource_type.id],
+        )
+
+
+def budget_set(*, project_id: int, hard_limit: int | None, soft_limit: int | None) -> None:
+    """Set the monthly budget; hard_limit None removes it. Lowering it below this month's spend refuses
+    new reservations and leaves existing ones alone."""
+    if hard_limit is None:
+        Budget.objects.filter(project_id=project_id).delete()
+        return
+    if soft_limit is not None and soft_limit > hard_limit:
+        raise ValidationFailed({"soft_limit": ["must not exceed hard_limit"]})
+    Budget.objects.update_or_create(project_id=project_id, defaults={"hard_limit": hard_limit, "soft_limit": soft_limit})
