@@ -37,7 +37,8 @@ def burn_rate_micros_per_hour(*, project_id: int, now: datetime | None = None) -
     now = now or timezone.now()
     total = (Charge.objects.filter(project_id=project_id, created_at__gt=now - timedelta(hours=BURN_RATE_HOURS))
              .aggregate(total=Sum("amount"))["total"]) or 0
-    return charge_micros(Decimal(total) / MICROS_PER_CREDIT, Decimal(1) / BURN_RATE_HOURS) if total else 0
+    # Net of reversals (credit-backs); a window of more credit-back than charges burns nothing.
+    return charge_micros(Decimal(total) / MICROS_PER_CREDIT, Decimal(1) / BURN_RATE_HOURS) if total > 0 else 0
 
 
 def wallet_burn_rate_extension(project: Project) -> dict:

@@ -7,9 +7,9 @@ from creditservice.lib.money import MICROS_PER_CREDIT, format_amount
 
 from .selectors import DailySpend
 
-WIDTH = 600
-HEIGHT = 180
-PLOT_LEFT = 48  # room for the y-axis labels
+WIDTH = 480
+HEIGHT = 200
+PLOT_LEFT = 44  # room for the y-axis labels
 PLOT_TOP = 10
 PLOT_BOTTOM = 24  # room for the date labels
 GAP = 2

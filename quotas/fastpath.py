@@ -16,6 +16,15 @@ statement would read from the snapshot it started with, before it waited for the
 is checked by a second statement once the lock is held.
 
 Only PostgreSQL: SQLite has no data-modifying CTEs; services.py falls back to the general path there.
+
+Off by default (settings.ADMISSION_SINGLE_STATEMENT). Measured 2026-11-22 with wrk, 16 keep-alive
+clients, reserve + commit as two calls, gunicorn with 2 sync workers, on a 2-core machine shared with
+other work: 4 statements per pair here against 11 on the general path, and ~15% less wall time per
+pair for a single client (3.0 against 3.5 ms); yet under 16 clients, where the two cores are saturated,
+the general path served ~20% more requests (about 400 against 335 req/s, alternating runs, both for 100
+wallets and for one hot wallet). The CTE statements cost PostgreSQL more CPU than the short ones
+they replace (CTE materialisation, speculative insertion, InitPlans), and on saturated cores CPU, not
+round trips, is the limit. Turn it on where the database has cores to spare or is farther away.
 """
 
 from dataclasses import dataclass
@@ -38,7 +47,7 @@ _RESOURCE_TYPE = ResourceType._meta.db_table
 
 
 def enabled() -> bool:
-    return connection.vendor == "postgresql"
+    return settings.ADMISSION_SINGLE_STATEMENT and connection.vendor == "postgresql"
 
 
 def _reserve_sql(scoped: bool) -> str:

@@ -1,8 +1,11 @@
 """wallets.ledger.transfer_many, the set-based path of the billing batch."""
 
 import json
+import threading
+import time
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 
 from wallets import ledger
 from wallets.models import Account, Transfer
@@ -49,3 +52,76 @@ def test_repeated_keys_or_non_positive_amounts_are_refused():
     with pytest.raises(ValueError):
         _out([ledger.BulkTransfer(project_id=acme.id, amount=0, idempotency_key="z")])
     assert Account.objects.get(project=acme).balance == 1_000_000
+
+
+def test_credits_back_to_wallets_with_each_balance_after():
+    acme = ProjectFactory(slug="acme", balance="1")
+    ids = ledger.transfer_many(
+        transfers=[ledger.BulkTransfer(project_id=acme.id, amount=200_000, idempotency_key="r1"),
+                   ledger.BulkTransfer(project_id=acme.id, amount=50_000, idempotency_key="r2")],
+        direction="in", system_code="revenue", kind=Transfer.Kind.REVERSAL, reason="usage credit-back")
+    assert Account.objects.get(project=acme).balance == 1_250_000
+    assert [Transfer.objects.get(id=ids[k]).wallet_balance_after for k in ("r1", "r2")] == [1_200_000, 1_250_000]
+    assert Transfer.objects.get(id=ids["r1"]).credit_account.project_id == acme.id
+    assert ledger_check().ok
+
+
+def test_a_project_without_a_wallet_refuses_the_whole_batch():
+    acme, ghost = ProjectFactory(slug="acme", balance="1"), ProjectFactory(slug="ghost", balance="1")
+    Transfer.objects.filter(project=ghost).delete()
+    Account.objects.filter(project=ghost).delete()
+    with pytest.raises(ValueError, match="without a wallet"):
+        _out([ledger.BulkTransfer(project_id=acme.id, amount=100_000, idempotency_key="k1"),
+              ledger.BulkTransfer(project_id=ghost.id, amount=100_000, idempotency_key="k2")])
+    assert Account.objects.get(project=acme).balance == 1_000_000
+    assert not Transfer.objects.filter(idempotency_key__in=["k1", "k2"]).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_key_written_concurrently_rolls_the_whole_batch_back():
+    """The batch checks keys before it locks: a key another writer commits meanwhile must not move money twice."""
+    acme, beta = ProjectFactory(slug="acme", balance="1"), ProjectFactory(slug="beta", balance="1")
+    ledger.system_account_id("revenue")  # committed before the other writer starts
+    written, release = threading.Event(), threading.Event()
+
+    def other_writer():
+        try:
+            with transaction.atomic():
+                ledger.transfer(project=acme.id, direction="out", system_code="revenue", amount=100_000,
+                                kind=Transfer.Kind.USAGE, idempotency_key="k1")
+                written.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    assert written.wait(10)
+
+    def release_once_the_batch_waits():
+        # Commit the other writer only once the batch is blocked on acme's wallet row (after its key check).
+        try:
+            with connection.cursor() as cursor:
+                for _ in range(200):
+                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                   "AND query LIKE 'UPDATE wallets_account AS w%%'")
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.05)
+        finally:
+            release.set()
+            connection.close()
+
+    threading.Thread(target=release_once_the_batch_waits).start()
+    try:
+        with pytest.raises(IntegrityError):
+            _out([ledger.BulkTransfer(project_id=acme.id, amount=100_000, idempotency_key="k1"),
+                  ledger.BulkTransfer(project_id=beta.id, amount=100_000, idempotency_key="k2")])
+    finally:
+        release.set()
+        thread.join()
+    assert Account.objects.get(project=acme).balance == 900_000  # taken once, by the other writer
+    assert Account.objects.get(project=beta).balance == 1_000_000
+    assert not Transfer.objects.filter(idempotency_key="k2").exists()
+    assert ledger_check().ok

@@ -92,6 +92,67 @@ def test_late_usage_is_charged_once_as_an_adjustment_of_its_window(clock):
     assert balance(acme) == credits_to_micros("99.80")  # (4 + 1) vm-hours at 0.04
 
 
+def test_usage_that_comes_back_lower_is_credited_back_once(clock):
+    acme = ProjectFactory(slug="acme", balance="100")
+    usage(acme, "vm", WINDOW, "3")
+    bill(WINDOW)
+    clock.move_to(WINDOW + 2 * HOUR + timedelta(minutes=30))
+    usage(acme, "vm", WINDOW, "2.5")  # the window was re-collected lower after it was billed
+
+    bill(WINDOW + HOUR)
+    bill(WINDOW + HOUR)  # a re-run gives nothing back twice
+
+    reversal = Charge.objects.get(kind=Charge.Kind.REVERSAL)
+    assert reversal.window_start == WINDOW
+    assert (reversal.quantity, reversal.previously_charged_quantity, reversal.window_quantity) == (Decimal("-0.5"), 3, Decimal("2.5"))
+    assert reversal.amount == -credits_to_micros("0.02")
+    transfer = reversal.transfer
+    assert transfer.kind == Transfer.Kind.REVERSAL and transfer.amount == credits_to_micros("0.02")
+    assert transfer.credit_account.project_id == acme.id and transfer.debit_account.code == "revenue"
+    assert balance(acme) == credits_to_micros("99.90")  # pays for the 2.5 vm-hours recorded, at 0.04
+    assert system_account_balance("revenue") == credits_to_micros("0.10")
+    assert BillingRun.objects.get(window_start=WINDOW + HOUR).failures == []
+    assert ledger_check().ok
+
+
+def test_usage_that_goes_down_and_up_again_is_always_charged_for_the_recorded_total(clock):
+    acme = ProjectFactory(slug="acme", balance="100")
+    usage(acme, "vm", WINDOW, "3")
+    bill(WINDOW)
+    for hour, quantity in enumerate(["2", "3", "2", "3.000001"], start=1):
+        clock.move_to(WINDOW + (hour + 1) * HOUR + timedelta(minutes=30))
+        usage(acme, "vm", WINDOW, quantity)
+        bill(WINDOW + hour * HOUR)
+        bill(WINDOW + hour * HOUR)
+
+    # Every change of the recorded total is a new state with its own key: none is mistaken for a repeat.
+    kinds = list(Charge.objects.order_by("id").values_list("kind", flat=True))
+    assert kinds == ["regular", "reversal", "late_adjustment", "reversal", "late_adjustment"]
+    assert len({charge.idempotency_key for charge in Charge.objects.all()}) == 5
+    # 3.000001 vm-hours at 0.04, rounded once: the last adjustment takes 0.04 back (the 0.00000004 rounds away).
+    assert balance(acme) == 100_000_000 - charge_for_usage(Decimal("3.000001"), resource_type("vm"),
+                                                           Price.objects.get(resource_type__code="vm"))
+    assert sum(Charge.objects.values_list("amount", flat=True)) == credits_to_micros("100") - balance(acme)
+    assert ledger_check().ok
+
+
+def test_a_credit_back_that_funds_a_project_in_grace_reactivates_it(clock, django_capture_on_commit_callbacks):
+    acme = ProjectFactory(slug="acme", balance="0.1")
+    usage(acme, "vm", WINDOW, "5")  # 0.2 credits: the balance goes to -0.1 and the project into grace
+    bill(WINDOW)
+    acme.refresh_from_db()
+    assert acme.status == "grace"
+    clock.move_to(WINDOW + 2 * HOUR + timedelta(minutes=30))
+    usage(acme, "vm", WINDOW, "1")  # re-collected: it really ran 1 vm-hour (0.04)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        bill(WINDOW + HOUR)
+
+    assert balance(acme) == credits_to_micros("0.06")
+    acme.refresh_from_db()
+    assert acme.status == "active"
+
+
 def test_a_price_change_inside_a_window_is_split_and_rounded_once(clock):
     acme = ProjectFactory(slug="acme", balance="100")
     price_version_add(resource_type=resource_type("vm"), unit_price=Decimal("0.1"), per=Price.Per.UNIT_HOUR,

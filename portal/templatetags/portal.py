@@ -1,5 +1,7 @@
 """Template filters for amounts: exact decimal strings from creditservice.lib.money, grouped for reading."""
 
+from decimal import Decimal
+
 from django import template
 
 from creditservice.lib.money import format_amount
@@ -11,12 +13,13 @@ def _grouped(micros: int) -> str:
     text = format_amount(abs(micros))
     whole, _, fraction = text.partition(".")
     whole = f"{int(whole):,}"
-    return ("-" if micros < 0 else "") + whole + (f".{fraction}" if fraction else "")
+    # A true minus sign: it matches the width of "+" and screen readers say "minus".
+    return ("\u2212" if micros < 0 else "") + whole + (f".{fraction}" if fraction else "")
 
 
 @register.filter
 def credits(micros: int | None) -> str:
-    """Micro-credits → "1,234.5" (exact, never rounded)."""
+    """Micro-credits → "1,234.5" or "−3" (exact, never rounded)."""
     if micros is None:
         return ""
     return _grouped(int(micros))
@@ -29,7 +32,7 @@ def signed_credits(micros: int) -> str:
     if micros > 0:
         return "+" + _grouped(micros)
     if micros < 0:
-        return "\u2212" + _grouped(-micros)
+        return _grouped(micros)
     return "0"
 
 
@@ -37,6 +40,17 @@ def signed_credits(micros: int) -> str:
 def plain_credits(micros: int) -> str:
     """Micro-credits → "1234.5", for form values."""
     return format_amount(int(micros))
+
+
+@register.filter
+def quantity(value: Decimal | int | None) -> str:
+    """A resource quantity (Decimal, in the resource's unit) → the shortest exact string: "2", "0.5"."""
+    if value is None:
+        return ""
+    text = format(Decimal(value), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 @register.filter

@@ -104,7 +104,7 @@ def test_the_chart_has_a_bar_per_day_with_that_days_spend(browser, project):
     spend(project, "7", "c", noon)
     spend(project, "50", "too-old", noon - timedelta(days=30))
     html = page(browser)
-    assert '<svg viewBox="0 0 600 180" role="img"' in html
+    assert '<svg viewBox="0 0 480 200" role="img"' in html
     days = bars(html)
     assert len(days) == 30
     assert days[str(today)] == "7"
