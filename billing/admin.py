@@ -12,22 +12,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from creditservice.lib.admin import ReadOnlyAdmin
 from creditservice.lib.money import format_amount
 from metering import windows
 
 from .models import BillingChunk, BillingRun, Charge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
 from .services import billing_run_execute, webhook_deliveries_redeliver
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class RunBillingForm(forms.Form):
@@ -57,7 +47,7 @@ class BillingChunkInline(admin.TabularInline):
 
 
 @admin.register(BillingRun)
-class BillingRunAdmin(_ReadOnly):
+class BillingRunAdmin(ReadOnlyAdmin):
     list_display = ["window_start", "status", "attempt", "projects_charged", "charges_created", "credits", "failure_count",
                     "duration", "trigger", "charges_link"]
     list_filter = ["status"]
@@ -119,7 +109,7 @@ class BillingRunAdmin(_ReadOnly):
 
 
 @admin.register(Charge)
-class ChargeAdmin(_ReadOnly):
+class ChargeAdmin(ReadOnlyAdmin):
     list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity", "unit", "rate",
                     "credits", "run"]
     list_filter = ["kind", "resource_type", "window_start"]
@@ -134,7 +124,7 @@ class ChargeAdmin(_ReadOnly):
 
 
 @admin.register(ProjectStatusChange)
-class ProjectStatusChangeAdmin(_ReadOnly):
+class ProjectStatusChangeAdmin(ReadOnlyAdmin):
     list_display = ["at", "project", "from_status", "to_status", "reason", "grace_until"]
     list_filter = ["to_status"]
     search_fields = ["project__slug"]
@@ -151,7 +141,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(_ReadOnly):
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "response_code", "next_attempt_at",
                     "last_error"]
     list_filter = ["status", "event_type"]

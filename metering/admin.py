@@ -9,22 +9,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from creditservice.lib.admin import ReadOnlyAdmin
 from quotas.models import ResourceType
 
 from . import services, tasks
 from .models import CollectionWindow, MetricQuery, Price, UsageEvent, UsageRecord
 from .pricing import price_per_matches_metering
-
-
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class PriceVersionForm(forms.ModelForm):
@@ -110,7 +100,7 @@ class MetricQueryAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(_ReadOnlyAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ["project", "resource_type", "window_start", "window_end", "quantity", "source", "updated_at"]
     list_filter = ["source", "resource_type"]
     search_fields = ["project__slug"]
@@ -122,7 +112,7 @@ class UsageRecordAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(_ReadOnlyAdmin):
+class UsageEventAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "project", "resource_type", "quantity", "timestamp", "window_start", "received_at"]
     list_filter = ["resource_type"]
     search_fields = ["event_id", "project__slug"]
@@ -133,7 +123,7 @@ class UsageEventAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(CollectionWindow)
-class CollectionWindowAdmin(_ReadOnlyAdmin):
+class CollectionWindowAdmin(ReadOnlyAdmin):
     list_display = ["metric_query", "window_start", "status", "attempts", "records_stored", "series_refused",
                     "last_attempt_at", "short_error"]
     list_filter = ["status", "metric_query__resource_type"]

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from creditservice.lib.admin import ReadOnlyAdmin
 from creditservice.lib.errors import ApiError
 from creditservice.lib.money import MoneyError, format_amount, parse_amount
 
@@ -126,17 +127,6 @@ class ProjectAdmin(admin.ModelAdmin):
             "available": format_amount(project.wallet.available),
         }
         return TemplateResponse(request, "admin/wallets/adjust_wallet.html", context)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Account)
