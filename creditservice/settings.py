@@ -149,7 +149,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------
 # Embedded default: kombu's filesystem transport under var/ needs no server.
 _CELERY_FS = VAR_DIR / "celery"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=env.str("REDIS_URL", default="filesystem://"))
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("out", "processed"):
         (_CELERY_FS / sub).mkdir(parents=True, exist_ok=True)
