@@ -109,10 +109,12 @@ class Charge(models.Model):
 
     # No single-column indexes on project, type and price: the composite indexes below start with
     # project, and types and prices are never deleted. Every index costs 100,000 entries an hour.
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges", db_index=False)
-    # No database foreign key on the type, the price and the run (db_constraint=False): they point at
-    # rows that are never deleted (shipped types, price history, runs; PROTECT still guards the ORM),
-    # and each checked key cost ~0.3 s per 100,000 charges at commit, a tenth of a billing run.
+    # No database foreign keys at all (db_constraint=False): every column points at rows that are
+    # never deleted — projects with charges (PROTECT, and their ledger rows keep a checked key),
+    # shipped types, price history, runs, append-only transfers — and each checked key cost
+    # ~0.3 s per 100,000 charges at commit. PROTECT still guards them in the ORM.
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="charges", db_index=False,
+                                db_constraint=False)
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="charges", db_index=False,
                                       db_constraint=False)
     window_start = models.DateTimeField()
@@ -133,7 +135,10 @@ class Charge(models.Model):
     rate = models.DecimalField(max_digits=40, decimal_places=18)
     price_breakdown = models.JSONField(default=list)
     amount = models.BigIntegerField(help_text="Micro-credits; zero when the usage rounds to nothing, negative for a reversal.")
-    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="charge")
+    # The transfer carries the charge's idempotency key, so key lookups find one from the other; no
+    # index on this column (it would only serve transfer → charge, which goes by key).
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="charges",
+                                 db_index=False, db_constraint=False)
     run = models.ForeignKey(BillingRun, on_delete=models.PROTECT, related_name="charges", db_constraint=False)
     idempotency_key = models.CharField(max_length=200)
     usage_record_ids = models.JSONField(default=list, help_text="metering.UsageRecord ids summed into window_quantity.")

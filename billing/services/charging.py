@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from creditservice.lib.errors import ApiError
 from creditservice.lib.money import charge_micros
+from creditservice.lib.pg_arrays import pg_array
+from creditservice.lib.queries import fetch_rows
 from metering import windows
 from metering.models import UsageRecord
 from quotas.models import ResourceType
@@ -35,6 +37,7 @@ from ..rates import WindowRate, window_rate
 log = logging.getLogger(__name__)
 
 KEY_VERSION = "v1"
+ZERO = Decimal(0)
 _CHARGE = Charge._meta.db_table
 
 
@@ -61,10 +64,12 @@ class ChunkResult:
     charges: int = 0
     credits: int = 0  # micro-credits
     projects: set[int] = field(default_factory=set)
+    # Charged projects that may now be unfunded: the lifecycle checks these, not the whole chunk.
+    maybe_unfunded: set[int] = field(default_factory=set)
     failures: list[dict] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Planned:
     project_id: int
     resource_type_id: int
@@ -93,27 +98,31 @@ def _usage_groups(*, first_project_id: int, last_project_id: int, window_start: 
     late_since: a late event or a re-collection after those windows were billed.
     """
     in_chunk = UsageRecord.objects.filter(project_id__gte=first_project_id, project_id__lte=last_project_id)
-    fields = ("id", "project_id", "resource_type_id", "window_start", "window_end", "quantity")
+    groups: dict[tuple, list] = {}
     # The run's own window is most of the rows: its bounds are known, so they are not read per row
     # (turning 200,000 timestamps into datetimes is a good part of a 100,000-project run).
     window_end = window_start + windows.window_length()
-    rows = [(record_id, project_id, type_id, window_start, window_end, quantity) for record_id, project_id, type_id, quantity
-            in in_chunk.filter(window_start=window_start).values_list("id", "project_id", "resource_type_id", "quantity")]
+    for record_id, project_id, type_id, quantity in fetch_rows(
+            in_chunk.filter(window_start=window_start).values_list("id", "project_id", "resource_type_id", "quantity")):
+        group = groups.get((project_id, type_id, window_start))
+        if group is None:
+            groups[(project_id, type_id, window_start)] = [window_end, quantity, [record_id]]
+        else:
+            group[1] += quantity
+            group[2].append(record_id)
     if late_since is not None:
         changed = set(
             in_chunk.filter(window_start__gte=late_from, window_start__lt=window_start, updated_at__gte=late_since)
             .values_list("project_id", "resource_type_id", "window_start")
         )
         if changed:
-            late_windows = {key[2] for key in changed}
-            projects = {key[0] for key in changed}
-            rows += [row for row in in_chunk.filter(window_start__in=late_windows, project_id__in=projects).values_list(*fields)
-                     if (row[1], row[2], row[3]) in changed]
-    groups: dict[tuple, list] = {}
-    for record_id, project_id, type_id, start, end, quantity in rows:
-        group = groups.setdefault((project_id, type_id, start), [end, Decimal(0), []])
-        group[1] += quantity
-        group[2].append(record_id)
+            late = in_chunk.filter(window_start__in={key[2] for key in changed}, project_id__in={key[0] for key in changed})
+            for record_id, project_id, type_id, start, end, quantity in late.values_list(
+                    "id", "project_id", "resource_type_id", "window_start", "window_end", "quantity"):
+                if (project_id, type_id, start) in changed:
+                    group = groups.setdefault((project_id, type_id, start), [end, Decimal(0), []])
+                    group[1] += quantity
+                    group[2].append(record_id)
     return groups
 
 
@@ -139,79 +148,87 @@ def plan_chunk(*, first_project_id: int, last_project_id: int, window_start: dat
                                windows={key[2] for key in groups})
     types = {t.id: t for t in ResourceType.objects.filter(id__in={key[1] for key in groups})}
     rates: dict[tuple, WindowRate | ApiError] = {}
+    costs: dict[tuple, int] = {}  # (total, rate) → micro-credits: many windows hold the same quantity
     planned: list[_Planned] = []
-    for (project_id, type_id, start), (end, total, record_ids) in groups.items():
-        previous_quantity, previous_amount, previous_count = charged.get((project_id, type_id, start), (Decimal(0), 0, 0))
-        growth = total - previous_quantity
+    for group_key, (end, total, record_ids) in groups.items():
+        project_id, type_id, start = group_key
+        previous = charged.get(group_key)
+        growth = total - previous[0] if previous else total
         if growth == 0:
             continue
         rate_key = (type_id, start, end)
-        if rate_key not in rates:
+        rate = rates.get(rate_key)
+        if rate is None:
             try:
-                rates[rate_key] = window_rate(types[type_id], start, end)
+                rate = rates[rate_key] = window_rate(types[type_id], start, end)
             except ApiError as exc:  # PriceMissing, UnitMismatch: this type's window waits for staff
-                rates[rate_key] = exc
-        rate = rates[rate_key]
+                rate = rates[rate_key] = exc
         if isinstance(rate, ApiError):
             result.failures.append(_failure(project_id, type_id, start, f"{rate.code}: {rate.detail}"))
             continue
         # The window's total is rounded once; an adjustment takes (a reversal gives back) the
         # difference between that and what earlier charges took, so the sum is exactly the total's cost.
-        amount = charge_micros(total, rate.rate) - previous_amount
+        cost = costs.get((total, rate.rate))
+        if cost is None:
+            cost = costs[(total, rate.rate)] = charge_micros(total, rate.rate)
         code = types[type_id].code
-        is_first = (project_id, type_id, start) not in charged
-        if is_first:
-            kind, key = Charge.Kind.REGULAR, regular_key(project_id, code, start)
+        if previous is None:
+            kind, key, previous_quantity, amount = Charge.Kind.REGULAR, regular_key(project_id, code, start), ZERO, cost
         else:
+            previous_quantity, previous_amount, previous_count = previous
             kind = Charge.Kind.LATE_ADJUSTMENT if growth > 0 else Charge.Kind.REVERSAL
             key = adjustment_key(project_id, code, start, previous_quantity, previous_count)
+            amount = cost - previous_amount
+        amount = max(amount, 0) if growth > 0 else min(amount, 0)
         planned.append(_Planned(
-            project_id=project_id, resource_type_id=type_id, window_start=start, window_end=end, kind=kind,
-            quantity=growth, window_quantity=total, previously_charged=previous_quantity, rate=rate,
-            amount=max(amount, 0) if growth > 0 else min(amount, 0), key=key, record_ids=sorted(record_ids),
+            project_id, type_id, start, end, kind, growth, total, previous_quantity, rate, amount, key,
+            record_ids if len(record_ids) == 1 else sorted(record_ids),
         ))
     return planned
 
 
-def write_charges(*, planned: list[_Planned], run_id: int) -> tuple[int, int]:
-    """Transfers and charges of a chunk. Returns (charges, micro-credits) new; reversals count negative.
+@dataclass
+class Written:
+    charges: int = 0
+    credits: int = 0  # micro-credits; reversals count negative
+    maybe_unfunded: set[int] = field(default_factory=set)
+
+
+def write_charges(*, planned: list[_Planned], run_id: int) -> Written:
+    """Transfers and charges of a chunk: what was new, and which projects may now be unfunded.
 
     Charges (wallet → revenue) and reversals (revenue → wallet) are written in two short transactions,
     each locking its wallets in id order; each transaction holds a transfer with its charge row, and
     a crash between them leaves state the next run derives the rest from.
     """
-    reversals = [p for p in planned if p.kind == Charge.Kind.REVERSAL]
-    charges = [p for p in planned if p.kind != Charge.Kind.REVERSAL]
-    count, credits = _write(planned=charges, run_id=run_id, direction="out")
-    reversed_count, reversed_credits = _write(planned=reversals, run_id=run_id, direction="in")
-    return count + reversed_count, credits + reversed_credits
+    written = Written()
+    _write(planned=[p for p in planned if p.kind != Charge.Kind.REVERSAL], run_id=run_id, direction="out", into=written)
+    _write(planned=[p for p in planned if p.kind == Charge.Kind.REVERSAL], run_id=run_id, direction="in", into=written)
+    return written
 
 
-def _write(*, planned: list[_Planned], run_id: int, direction: str) -> tuple[int, int]:
+def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Written) -> None:
     """One transaction: the transfers of `planned` (all one direction) and their charge rows."""
     if not planned:
-        return 0, 0
+        return
     planned = sorted(planned, key=lambda p: (p.project_id, p.resource_type_id, p.window_start))
     breakdown_json: dict[int, str] = {}
-    transfers = []
-    for p in planned:
-        if p.amount:
-            # The charge row (same key) holds the explanation; the transfer points at it by its key.
-            transfers.append(ledger.BulkTransfer(project_id=p.project_id, amount=abs(p.amount), idempotency_key=p.key,
-                                                 reference="charge"))
+    # The charge row (same key) holds the explanation; the transfer points at it by its key.
+    transfers = [ledger.BulkTransfer(p.project_id, abs(p.amount), p.key, "charge") for p in planned if p.amount]
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     with transaction.atomic():
         if direction == "out":
-            transfer_ids = ledger.transfer_many(
+            moved = ledger.transfer_many(
                 transfers=transfers, direction="out", system_code=Account.System.REVENUE, kind=Transfer.Kind.USAGE,
                 reason="usage charge",
             )
         else:
-            transfer_ids = ledger.transfer_many(
+            moved = ledger.transfer_many(
                 transfers=transfers, direction="in", system_code=Account.System.REVENUE, kind=Transfer.Kind.REVERSAL,
                 reason="usage credit-back: the window's recorded usage came back lower",
             )
+        transfer_ids = moved.ids
         rows = []
         for p in planned:
             # Only a window that spans a price change needs its segments; otherwise price and rate say it all.
@@ -219,19 +236,24 @@ def _write(*, planned: list[_Planned], run_id: int, direction: str) -> tuple[int
             if breakdown is None:
                 breakdown = breakdown_json[id(p.rate)] = json.dumps(p.rate.breakdown if len(p.rate.breakdown) > 1 else [])
             rows.append((
-                p.project_id, p.resource_type_id, adapt(p.window_start), adapt(p.window_end), p.kind, str(p.quantity),
-                p.rate.unit, str(p.window_quantity), str(p.previously_charged), p.rate.price_id, str(p.rate.rate),
+                # Decimals stay Decimals: the array literal renders each distinct value once.
+                p.project_id, p.resource_type_id, adapt(p.window_start), adapt(p.window_end), p.kind, p.quantity,
+                p.rate.unit, p.window_quantity, p.previously_charged, p.rate.price_id, p.rate.rate,
                 breakdown, p.amount, transfer_ids.get(p.key) if p.amount else None, run_id, p.key,
                 _json_ids(p.record_ids), adapt(now),
             ))
-        inserted = _insert_charges(rows)
-    new = {key for key in inserted}
-    return len(new), sum(p.amount for p in planned if p.key in new)
+        new = set(_insert_charges(rows))
+    into.charges += len(new)
+    into.credits += sum(p.amount for p in planned if p.key in new)
+    # Wallets this batch left at or below zero, and projects whose wallet it did not move (a charge
+    # that rounds to nothing, or one an interrupted attempt already wrote): their state is unknown here.
+    into.maybe_unfunded.update(moved.unfunded)
+    into.maybe_unfunded.update(p.project_id for p in planned if not p.amount or p.key not in new)
 
 
 def _json_ids(ids: list[int]) -> str:
     """A JSON array of integer ids (json.dumps per row was a tenth of a 100,000-project run)."""
-    return "[" + ",".join(map(str, ids)) + "]"
+    return f"[{ids[0]}]" if len(ids) == 1 else "[" + ",".join(map(str, ids)) + "]"
 
 
 _CHARGE_COLUMNS = (
@@ -243,27 +265,6 @@ _PG_TYPES = ("bigint", "bigint", "timestamptz", "timestamptz", "text", "numeric"
              "numeric", "jsonb", "bigint", "bigint", "bigint", "text", "jsonb", "timestamptz")
 
 
-def _pg_element(value: object, quote: bool) -> str:
-    if value is None:
-        return "NULL"
-    if not quote:
-        return str(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _pg_array(values: list, *, quote: bool) -> str:
-    """A PostgreSQL array literal as one parameter (much cheaper than the driver dumping each element).
-
-    Most columns of a chunk hold a few distinct values (its window, unit, rate, run): each is
-    rendered once.
-    """
-    distinct = set(values)
-    if len(distinct) * 4 < len(values):
-        rendered = {v: _pg_element(v, quote) for v in distinct}
-        return "{" + ",".join([rendered[v] for v in values]) + "}"
-    return "{" + ",".join([_pg_element(v, quote) for v in values]) + "}"
-
-
 def _insert_charges(rows: list[tuple]) -> list[str]:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING; returns the keys actually inserted."""
     with connection.cursor() as cursor:
@@ -272,7 +273,7 @@ def _insert_charges(rows: list[tuple]) -> list[str]:
             # jsonb arrays travel as text[] and are cast per element.
             unnest = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for t in _PG_TYPES)
             select = ", ".join(f"{n}::jsonb" if t == "jsonb" else n for n, t in zip(names, _PG_TYPES, strict=True))
-            arrays = [_pg_array(list(column), quote=t in ("text", "jsonb", "timestamptz"))
+            arrays = [pg_array(column, quote=t in ("text", "jsonb", "timestamptz"))
                       for column, t in zip(zip(*rows, strict=True), _PG_TYPES, strict=True)]
             # The driver's cursor: Django's debug wrapper would render 100,000-element arrays for its log.
             raw = cursor.cursor
@@ -303,7 +304,8 @@ def charge_chunk(*, first_project_id: int, last_project_id: int, window_start: d
     planned = plan_chunk(first_project_id=first_project_id, last_project_id=last_project_id,
                          window_start=window_start, late_since=late_since, late_from=late_from, result=result)
     try:
-        result.charges, result.credits = write_charges(planned=planned, run_id=run_id)
+        written = write_charges(planned=planned, run_id=run_id)
+        result.charges, result.credits, result.maybe_unfunded = written.charges, written.credits, written.maybe_unfunded
         result.projects = {p.project_id for p in planned}
     except Exception as exc:
         log.warning("billing chunk %s-%s failed as a batch (%s); charging project by project",
@@ -313,12 +315,13 @@ def charge_chunk(*, first_project_id: int, last_project_id: int, window_start: d
             by_project[p.project_id].append(p)
         for project_id, items in sorted(by_project.items()):
             try:
-                charges, credits = write_charges(planned=items, run_id=run_id)
+                written = write_charges(planned=items, run_id=run_id)
             except Exception as project_exc:
                 log.exception("billing of project %s failed", project_id)
                 result.failures.append(_failure(project_id, None, window_start, f"{type(project_exc).__name__}: {project_exc}"))
                 continue
-            result.charges += charges
-            result.credits += credits
+            result.charges += written.charges
+            result.credits += written.credits
+            result.maybe_unfunded |= written.maybe_unfunded
             result.projects.add(project_id)
     return result

@@ -133,7 +133,7 @@ def billing_chunk_process(*, chunk: BillingChunk, run: BillingRun) -> BillingChu
         chunk.charges_created, chunk.credits_charged = result.charges, result.credits
         chunk.projects_charged, chunk.failures = len(result.projects), result.failures
         try:
-            projects_enter_grace_if_unfunded(project_ids=result.projects)
+            projects_enter_grace_if_unfunded(project_ids=result.maybe_unfunded)
         except Exception:  # charges are committed; the lifecycle sweep catches these projects up
             log.exception("lifecycle step of billing chunk %s failed", chunk.id)
     chunk.finished_at = timezone.now()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def _out(transfers):
     return ledger.transfer_many(transfers=transfers, direction="out", system_code="revenue", kind=Transfer.Kind.USAGE,
-                                reason="usage charge")
+                                reason="usage charge").ids
 
 
 def test_it_moves_each_amount_once_and_keeps_the_ledger_balanced():
@@ -59,11 +59,21 @@ def test_credits_back_to_wallets_with_each_balance_after():
     ids = ledger.transfer_many(
         transfers=[ledger.BulkTransfer(project_id=acme.id, amount=200_000, idempotency_key="r1"),
                    ledger.BulkTransfer(project_id=acme.id, amount=50_000, idempotency_key="r2")],
-        direction="in", system_code="revenue", kind=Transfer.Kind.REVERSAL, reason="usage credit-back")
+        direction="in", system_code="revenue", kind=Transfer.Kind.REVERSAL, reason="usage credit-back").ids
     assert Account.objects.get(project=acme).balance == 1_250_000
     assert [Transfer.objects.get(id=ids[k]).wallet_balance_after for k in ("r1", "r2")] == [1_200_000, 1_250_000]
     assert Transfer.objects.get(id=ids["r1"]).credit_account.project_id == acme.id
     assert ledger_check().ok
+
+
+def test_it_names_the_wallets_an_outgoing_batch_left_unfunded():
+    acme, beta = ProjectFactory(slug="acme", balance="1"), ProjectFactory(slug="beta", balance="1")
+    moved = ledger.transfer_many(
+        transfers=[ledger.BulkTransfer(project_id=acme.id, amount=1_000_000, idempotency_key="k1"),
+                   ledger.BulkTransfer(project_id=beta.id, amount=999_999, idempotency_key="k2")],
+        direction="out", system_code="revenue", kind=Transfer.Kind.USAGE, reason="usage charge")
+    assert moved.unfunded == [acme.id]  # exactly zero left is unfunded; one micro-credit is not
+    assert _out([ledger.BulkTransfer(project_id=beta.id, amount=999_999, idempotency_key="k2")]) == {"k2": moved.ids["k2"]}
 
 
 def test_a_project_without_a_wallet_refuses_the_whole_batch():
@@ -105,7 +115,7 @@ def test_a_key_written_concurrently_rolls_the_whole_batch_back():
             with connection.cursor() as cursor:
                 for _ in range(200):
                     cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                   "AND query LIKE 'UPDATE wallets_account AS w%%'")
+                                   "AND query LIKE '%%UPDATE wallets_account AS w%%'")
                     if cursor.fetchone()[0]:
                         break
                     time.sleep(0.05)

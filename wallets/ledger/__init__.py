@@ -20,7 +20,7 @@ from django.utils import timezone
 from creditservice.lib.errors import InsufficientCredits
 from creditservice.lib.money import format_amount
 
-from .models import Account, Project, Transfer
+from ..models import Account, Project, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -178,173 +178,6 @@ def release(*, wallet_id: int, amount: int) -> WalletState:
 
 
 
-@dataclass(frozen=True)
-class BulkTransfer:
-    """One transfer of transfer_many: `amount` micro-credits (> 0) for one project's wallet."""
-
-    project_id: int
-    amount: int
-    idempotency_key: str
-    reference: str = ""
-    metadata_json: str = "{}"  # already serialized: the batch caller often shares one document
-
-
-def _pg_array(values: list, *, quote: bool) -> str:
-    """A PostgreSQL array literal, passed as one parameter: dumping 100,000 elements one by one costs
-    more than the statement they feed."""
-    if not quote:
-        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
-    return "{" + ",".join(
-        "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
-    ) + "}"
-
-
-def transfer_many(
-    *, transfers: list[BulkTransfer], direction: str, system_code: str, kind: str, reason: str = "",
-    actor: str = "system",
-) -> dict[str, int]:
-    """Many transfers between project wallets and one system account, set-based and exactly once per key.
-
-    For the billing batch: no require_funds (usage already happened, a wallet may go negative) and
-    no holds. Keys already in the ledger are skipped (a re-run moves nothing twice); the rest is one
-    UPDATE of the balances (locking the wallets in ascending id order) and one INSERT of the
-    transfers; a key taken concurrently rolls the whole batch back (see _transfer_many_pg).
-    Returns {idempotency_key: transfer id} for every key asked, new or already present.
-    Call inside the caller's transaction when other rows must commit with the transfers.
-    """
-    if direction not in ("in", "out"):
-        raise ValueError("direction is 'in' or 'out'")
-    if not transfers:
-        return {}
-    if any(t.amount <= 0 for t in transfers):
-        raise ValueError("a transfer moves a positive amount")
-    keys = [t.idempotency_key for t in transfers]
-    if len(set(keys)) != len(keys):
-        raise ValueError("idempotency keys repeat inside one batch")
-    system_id = system_account_id(system_code)
-    if connection.vendor == "postgresql":
-        return _transfer_many_pg(transfers=transfers, keys=keys, direction=direction, system_id=system_id, kind=kind,
-                                 reason=reason, actor=actor)
-    project_ids = sorted({t.project_id for t in transfers})
-    funded: list[int] = []
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The portable path (SQLite, one writer at a time): read, then write row by row.
-        wallets, existing = [], {}
-        for start in range(0, len(project_ids), 500):
-            part = project_ids[start:start + 500]
-            cursor.execute(f"SELECT id, project_id, balance, reserved FROM {_WALLET} WHERE project_id IN "
-                           f"({', '.join(['%s'] * len(part))}) ORDER BY id", part)
-            wallets += cursor.fetchall()
-        for start in range(0, len(keys), 500):
-            part = keys[start:start + 500]
-            cursor.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key IN "
-                           f"({', '.join(['%s'] * len(part))})", part)
-            existing.update(dict(cursor.fetchall()))
-        wallet_of = {row[1]: [row[0], row[2], row[3]] for row in wallets}  # project → [wallet id, balance, reserved]
-        missing = [pid for pid in project_ids if pid not in wallet_of]
-        if missing:
-            raise ValueError(f"projects without a wallet: {missing[:10]}")
-        sign = 1 if direction == "in" else -1
-        rows = []
-        for t in transfers:
-            if t.idempotency_key in existing:
-                continue
-            wallet = wallet_of[t.project_id]
-            wallet[1] += sign * t.amount
-            debit, credit = (system_id, wallet[0]) if direction == "in" else (wallet[0], system_id)
-            rows.append((t.project_id, debit, credit, t.amount, t.reference, t.idempotency_key, t.metadata_json, wallet[1]))
-        if not rows:
-            return existing
-        now = connection.ops.adapt_datetimefield_value(_now())
-        created: dict[str, int] = {}
-        for row in rows:
-            cursor.execute(
-                f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
-                "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", [*row, kind, reason, actor, now])
-            created[row[5]] = cursor.lastrowid
-        deltas: dict[int, int] = {}
-        for t in transfers:
-            if t.idempotency_key in created:
-                deltas[wallet_of[t.project_id][0]] = deltas.get(wallet_of[t.project_id][0], 0) + sign * t.amount
-        cursor.executemany(f"UPDATE {_WALLET} SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP WHERE id = %s",
-                           [(deltas[w], w) for w in sorted(deltas)])
-        if direction == "in":
-            funded = [pid for pid, (wallet_id, balance, reserved) in wallet_of.items()
-                      if wallet_id in deltas and balance - reserved > 0]
-            for project_id in funded:
-                transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
-    return {**existing, **created}
-
-
-def _transfer_many_pg(*, transfers: list[BulkTransfer], keys: list[str], direction: str, system_id: int, kind: str,
-                      reason: str, actor: str) -> dict[str, int]:
-    """transfer_many on PostgreSQL: three set-based statements and no SELECT … FOR UPDATE.
-
-    1. The keys already in the ledger are skipped (a re-run moves nothing twice).
-    2. One UPDATE of the wallets, in id order, applies the batch's deltas and returns the new balances
-       (it takes the row locks: locking first with SELECT … FOR UPDATE cost a pass over every row).
-    3. One INSERT of the transfers, with each one's balance after it, worked out from those balances.
-    A key written by someone else between 1 and 3 (only a second billing worker on the same window
-    could) makes the INSERT skip a row: the count differs and the whole batch rolls back, so no
-    balance moves without its transfer.
-    """
-    sign = 1 if direction == "in" else -1
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The driver's cursor, not Django's wrapper: with DEBUG on, the wrapper renders every
-        # statement with its parameters for the query log, which costs more than the statement.
-        raw = cursor.cursor
-        raw.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key = ANY(%s::text[])",
-                    [_pg_array(keys, quote=True)])
-        existing = dict(raw.fetchall())
-        todo = [t for t in transfers if t.idempotency_key not in existing] if existing else transfers
-        if not todo:
-            return existing
-        deltas: dict[int, int] = {}
-        for t in todo:
-            deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
-        project_ids = sorted(deltas)
-        # Locks are taken in wallet id order (the ordered subquery drives a nested loop), as elsewhere.
-        raw.execute(
-            f"UPDATE {_WALLET} AS w SET balance = w.balance + v.delta, updated_at = CURRENT_TIMESTAMP "
-            f"FROM (SELECT a.id, t.delta FROM unnest(%s::bigint[], %s::bigint[]) AS t(project_id, delta) "
-            f"JOIN {_WALLET} a ON a.project_id = t.project_id AND a.kind = 'wallet' ORDER BY a.id) AS v "
-            "WHERE w.id = v.id RETURNING w.project_id, w.id, w.balance, w.reserved",
-            [_pg_array(project_ids, quote=False), _pg_array([deltas[p] for p in project_ids], quote=False)])
-        wallet_of = {row[0]: row[1:] for row in raw.fetchall()}  # project → (wallet id, balance after, reserved)
-        if len(wallet_of) != len(project_ids):
-            raise ValueError(f"projects without a wallet: {[p for p in project_ids if p not in wallet_of][:10]}")
-        # Balance before the batch = after - delta; each transfer's balance after follows in batch order.
-        running = {p: wallet_of[p][1] - deltas[p] for p in project_ids}
-        rows = []
-        for t in todo:
-            wallet_id = wallet_of[t.project_id][0]
-            running[t.project_id] += sign * t.amount
-            debit, credit = (system_id, wallet_id) if direction == "in" else (wallet_id, system_id)
-            rows.append((t.project_id, debit, credit, t.amount, t.reference, t.idempotency_key, t.metadata_json,
-                         running[t.project_id]))
-        now = connection.ops.adapt_datetimefield_value(_now())
-        columns = list(zip(*rows, strict=True))
-        arrays = [_pg_array(list(column), quote=i in (4, 5, 6)) for i, column in enumerate(columns)]
-        raw.execute(
-            f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
-            "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
-            "SELECT p, d, c, a, r, k, m::jsonb, b, %s, %s, %s, %s FROM unnest(%s::bigint[], %s::bigint[], "
-            "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) AS t(p, d, c, a, r, k, m, b) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
-            [kind, reason, actor, now, *arrays],
-        )
-        created = dict(raw.fetchall())
-        if len(created) != len(rows):
-            # Someone wrote one of these keys since step 1: undo the whole batch rather than drift.
-            raise IntegrityError("a transfer key was taken concurrently; the batch was rolled back")
-        if direction == "in":
-            for project_id, (_, balance, reserved) in wallet_of.items():
-                if balance - reserved > 0:
-                    transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
-    return {**existing, **created}
-
-
 def _now():
     from django.utils import timezone
 
@@ -452,3 +285,7 @@ def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int
     available = balance - reserved
     if available > 0 and available - (held - charge) <= 0 and _funded_hooks:
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
+
+
+# The set-based path of the billing batch; imported last, it uses the helpers above.
+from .bulk import BulkResult, BulkTransfer, transfer_many  # noqa: E402, F401
