@@ -14,15 +14,18 @@ from .admission import wrk_run
 
 INGEST_LUA = Path(__file__).with_name("ingest.lua")
 BILLING_RUN_TIMEOUT = 150  # seconds: a run slower than this is reported as such, not waited for
+# Windows billed as deployed, each followed by a floor: the figures are the medians, so one run that
+# shares the machine with something else does not decide the ratio.
+DEPLOYED_RUNS = 3
 
 
 class NotAvailable(Exception):
     """The code this section measures does not exist (yet): the section prints why and the rest runs."""
 
 
-def _job(url: str, *args: str, timeout: float) -> dict:
+def _job(url: str, *args: str, timeout: float, **extra_env: str) -> dict:
     try:
-        out = stack.run_json(url, "bench.billing_job", *args, timeout=timeout)
+        out = stack.run_json(url, "bench.billing_job", *args, timeout=timeout, **extra_env)
     except subprocess.TimeoutExpired:
         raise NotAvailable(f"`bench.billing_job {args[0]}` did not finish in {timeout:.0f} s")
     except RuntimeError as exc:
@@ -75,24 +78,59 @@ def billing_floor(pg_url: str, *, window_start: str) -> tuple[float, int]:
         return time.perf_counter() - started, rows
 
 
-def billing_bench(url: str, pg_url: str, *, projects: int) -> dict:
-    seeded = _job(url, "seed", "--projects", str(projects), timeout=300)
-    out = {"projects": seeded["usage_records"], "seed_seconds": seeded["seconds"],
-           "window_start": seeded["window_start"], "note": ""}
-    before = _usage_transfers(pg_url)
-    try:
-        ran = _job(url, "run", "--window-start", seeded["window_start"], timeout=BILLING_RUN_TIMEOUT)
-    except NotAvailable as exc:
-        out["run_not_available"] = str(exc)
-    else:
-        out["run_seconds"] = ran["seconds"]
-        out["charges"] = _usage_transfers(pg_url) - before
-        if out["charges"] != seeded["usage_records"]:
-            out["note"] = (f"the run made {out['charges']:,} usage charges for {seeded['usage_records']:,} "
-                           f"usage records ({ran['result']})")
+def _settle(pg_url: str) -> None:
+    """Every timed part starts alike: the wallets the previous part updated vacuumed, and no dirty pages
+    or WAL left for a checkpoint to flush in the middle of the next one."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE wallets_account")
-    out["floor_seconds"], out["floor_rows"] = billing_floor(pg_url, window_start=seeded["window_start"])
+        conn.execute("CHECKPOINT")
+
+
+def _timed_run(url: str, pg_url: str, command: str, window_start: str, expected: int, notes: list[str]) -> dict:
+    _settle(pg_url)
+    before = _usage_transfers(pg_url)
+    extra = {"CELERY_BROKER_URL": stack.bench_broker_url()} if command == "run-deployed" else {}
+    args = ["--timeout", str(BILLING_RUN_TIMEOUT)] if command == "run-deployed" else []
+    ran = _job(url, command, "--window-start", window_start, *args, timeout=BILLING_RUN_TIMEOUT + 30, **extra)
+    charges = _usage_transfers(pg_url) - before
+    if charges != expected:
+        notes.append(f"the run of {window_start} made {charges:,} usage charges for {expected:,} usage records "
+                     f"({ran['result']})")
+    return {**ran, "charges": charges}
+
+
+def billing_bench(url: str, pg_url: str, *, projects: int, runs: int = DEPLOYED_RUNS) -> dict:
+    """One window billed by one process, then `runs` windows billed as deployed, each followed by a floor."""
+    seeded = _job(url, "seed", "--projects", str(projects), "--windows", str(runs + 1), timeout=900)
+    windows, expected = seeded["windows"], seeded["usage_records"]
+    notes: list[str] = []
+    out = {"projects": expected, "seed_seconds": seeded["seconds"], "windows": windows, "notes": notes,
+           "deployed": [], "floors": []}
+    try:
+        out["single"] = _timed_run(url, pg_url, "run", windows[0], expected, notes)
+    except NotAvailable as exc:
+        out["single_not_available"] = str(exc)
+    try:
+        worker = stack.CeleryWorker(url)
+    except RuntimeError as exc:
+        out["deployed_not_available"] = str(exc)
+        worker = None
+    try:
+        if worker is not None:
+            worker.wait_ready()
+        for window_start in windows[1:]:
+            if worker is not None and "deployed_not_available" not in out:
+                try:
+                    out["deployed"].append(_timed_run(url, pg_url, "run-deployed", window_start, expected, notes))
+                except NotAvailable as exc:
+                    out["deployed_not_available"] = str(exc)
+            _settle(pg_url)
+            out["floors"].append(billing_floor(pg_url, window_start=window_start))
+    except RuntimeError as exc:
+        out["deployed_not_available"] = str(exc)
+    finally:
+        if worker is not None:
+            worker.stop()
     return out
 
 

@@ -1,8 +1,14 @@
 """The Django side of the billing bench, run by bench.billing in a subprocess for the bench database.
 
-`python -m bench.billing_job seed --projects N`: N projects with a wallet (100 credits, credited by a
-ledger row like any top-up) and one closed window of vm usage each, by set-based INSERT … SELECT.
-`python -m bench.billing_job run --window-start ISO`: one billing_run_execute, timed in-process.
+`python -m bench.billing_job seed --projects N --windows K`: N projects with a wallet (100 credits,
+credited by a ledger row like any top-up) and one usage record each in each of the last K closed
+windows, by set-based INSERT … SELECT. Each window's records are dated a few minutes after it closed,
+when a collector would have written them, so a run does not take an earlier window's records for
+late usage.
+`python -m bench.billing_job run --window-start ISO`: one billing_run_execute in this process (one worker).
+`python -m bench.billing_job run-deployed --window-start ISO`: the window's run as deployed: the Celery
+task staff start from the admin, on the bench's Celery worker (its parallel helpers included), timed
+from sending the task until the run has finished.
 Each prints one JSON line; {"not_available": reason} when the code it needs is missing.
 """
 
@@ -33,15 +39,19 @@ def _insert_select(cursor, table: str, columns: dict[str, str], source: str, par
     return cursor.rowcount
 
 
-def seed(projects: int) -> dict:
+COLLECTED_AFTER_CLOSE = "5 minutes"
+
+
+def seed(projects: int, windows: int) -> dict:
     from django.db import connection, transaction
 
-    from metering.windows import last_closed_window
+    from metering.windows import last_closed_window, window_length
     from quotas.models import ResourceType
     from wallets import ledger
     from wallets.models import Account
 
-    window_start, window_end = last_closed_window()
+    last_start, _ = last_closed_window()
+    starts = [last_start - window_length() * back for back in range(windows - 1, -1, -1)]
     vm = ResourceType.objects.get(code="vm").id
     adjustments = ledger.system_account_id(Account.System.ADJUSTMENTS)
     started = time.perf_counter()
@@ -59,15 +69,18 @@ def seed(projects: int) -> dict:
             "wallet_balance_after": str(SEED_CREDITS_MICROS), "created_at": "CURRENT_TIMESTAMP"},
             "FROM wallets_account a JOIN wallets_project p ON p.id = a.project_id WHERE p.slug LIKE 'bill-%%'",
             [adjustments])
-        usage = _insert_select(cursor, "metering_usagerecord", {
-            "project_id": "p.id", "resource_type_id": "%s", "window_start": "%s", "window_end": "%s",
-            "quantity": USAGE_QUANTITY, "source": "'prometheus'", "source_reference": "'bench'",
-            "created_at": "CURRENT_TIMESTAMP", "updated_at": "CURRENT_TIMESTAMP"},
-            "FROM wallets_project p WHERE p.slug LIKE 'bill-%%'", [vm, window_start, window_end])
+        for start in starts:
+            collected = f"LEAST(%s::timestamptz + interval '{COLLECTED_AFTER_CLOSE}', CURRENT_TIMESTAMP)"
+            usage = _insert_select(cursor, "metering_usagerecord", {
+                "project_id": "p.id", "resource_type_id": "%s", "window_start": "%s", "window_end": "%s",
+                "quantity": USAGE_QUANTITY, "source": "'prometheus'", "source_reference": "'bench'",
+                "created_at": collected, "updated_at": collected},
+                "FROM wallets_project p WHERE p.slug LIKE 'bill-%%'",
+                [vm, start, start + window_length(), start + window_length(), start + window_length()])
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
-    return {"window_start": window_start.isoformat(), "window_end": window_end.isoformat(), "usage_records": usage,
-            "vm_type": vm, "seconds": time.perf_counter() - started}
+    return {"windows": [start.isoformat() for start in starts], "usage_records": usage, "vm_type": vm,
+            "seconds": time.perf_counter() - started}
 
 
 def run(window_start: datetime) -> dict:
@@ -81,20 +94,44 @@ def run(window_start: datetime) -> dict:
     return {"seconds": seconds, "result": repr(result)[:300]}
 
 
+def run_deployed(window_start: datetime, timeout: float) -> dict:
+    """Send the admin's task for the window to the Celery worker, wait until its run has finished."""
+    from billing.models import BillingRun
+    from billing.tasks import billing_run_window
+
+    started = time.perf_counter()
+    billing_run_window.delay(window_start.isoformat(), trigger="bench")
+    while time.perf_counter() - started < timeout:
+        run = BillingRun.objects.filter(window_start=window_start).first()
+        if run is not None and run.finished_at is not None and run.status != BillingRun.Status.RUNNING:
+            seconds = time.perf_counter() - started
+            workers = run.chunks.filter(attempt=run.attempt).values("worker").distinct().count()
+            return {"seconds": seconds, "result": f"{run.status}: {run.charges_created} charges", "workers": workers}
+        time.sleep(0.02)
+    return {"not_available": f"the deployed run of {window_start.isoformat()} did not finish in {timeout:.0f} s "
+                             "(is the bench's Celery worker running?)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     seed_parser = sub.add_parser("seed")
     seed_parser.add_argument("--projects", type=int, required=True)
+    seed_parser.add_argument("--windows", type=int, default=1)
     run_parser = sub.add_parser("run")
     run_parser.add_argument("--window-start", required=True)
+    deployed_parser = sub.add_parser("run-deployed")
+    deployed_parser.add_argument("--window-start", required=True)
+    deployed_parser.add_argument("--timeout", type=float, default=150)
     args = parser.parse_args()
     django.setup()
     try:
         if args.command == "seed":
-            out = seed(args.projects)
-        else:
+            out = seed(args.projects, args.windows)
+        elif args.command == "run":
             out = run(datetime.fromisoformat(args.window_start))
+        else:
+            out = run_deployed(datetime.fromisoformat(args.window_start), args.timeout)
     except (LookupError, ImportError) as exc:
         out = {"not_available": str(exc)}
     print(json.dumps(out))

@@ -2,6 +2,7 @@
 
 import os
 import platform
+import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -121,19 +122,33 @@ class Report:
     def _billing(self, row: dict) -> list[str]:
         if "not_available" in row:
             return [f"Billing run: not available: {row['not_available']}", ""]
-        out = [f"Billing run over {row['projects']:,} projects, one window of usage each (window {row['window_start']})"]
-        if "run_not_available" in row:
-            out.append(f"  billing_run_execute  not available: {row['run_not_available']}")
-        else:
-            out.append(f"  billing_run_execute  {row['run_seconds']:>8.2f} s  "
-                       f"{_ratio(row['charges'], row['run_seconds']):>10.0f} charges/s  ({row['charges']:,} charges)")
-        out.append(f"  SQL floor            {row['floor_seconds']:>8.2f} s  "
-                   f"{_ratio(row['floor_rows'], row['floor_seconds']):>10.0f} rows/s  "
-                   "(one UPDATE of balances + one INSERT … SELECT of ledger rows)")
-        if "run_seconds" in row:
-            out.append(f"  run/floor            {_ratio(row['run_seconds'], row['floor_seconds']):>8.2f}    target <= 3.0")
-        if row.get("note"):
-            out.append(f"  note: {row['note']}")
+        windows = row["windows"]
+        out = [f"Billing run over {row['projects']:,} projects, one window of usage each "
+               f"(windows {windows[0]} … {windows[-1]})"]
+        floor = _median([seconds for seconds, _ in row["floors"]])
+        deployed = [r["seconds"] for r in row["deployed"]]
+        if deployed:
+            workers = max(r.get("workers", 0) for r in row["deployed"])
+            out.append(f"  as deployed          {_median(deployed):>8.2f} s  "
+                       f"{_ratio(row['deployed'][0]['charges'], _median(deployed)):>10.0f} charges/s  "
+                       f"median of {_list(deployed)}; the admin's task on a Celery worker, {workers} processes took chunks")
+        if "deployed_not_available" in row:
+            out.append(f"  as deployed          not available: {row['deployed_not_available']}")
+        if "single" in row:
+            single = row["single"]["seconds"]
+            out.append(f"  one process          {single:>8.2f} s  {_ratio(row['single']['charges'], single):>10.0f} charges/s  "
+                       "(billing_run_execute in the bench's own process)")
+        elif "single_not_available" in row:
+            out.append(f"  one process          not available: {row['single_not_available']}")
+        if row["floors"]:
+            out.append(f"  SQL floor            {floor:>8.2f} s  {_ratio(row['floors'][0][1], floor):>10.0f} rows/s  "
+                       f"median of {_list([s for s, _ in row['floors']])}; one UPDATE of balances + one INSERT … SELECT "
+                       "of ledger rows")
+            if deployed:
+                out.append(f"  run/floor            {_ratio(_median(deployed), floor):>8.2f}    target <= 3.0 (as deployed)")
+            if "single" in row:
+                out.append(f"  one process/floor    {_ratio(row['single']['seconds'], floor):>8.2f}")
+        out += [f"  note: {note}" for note in row.get("notes", [])]
         out.append("")
         return out
 
@@ -171,6 +186,14 @@ class Report:
         out += [f"    {share:6.1%}  {name}" for name, share in prof["self"]]
         out.append("")
         return out
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) + " s"
 
 
 def _errors(row: dict) -> str:

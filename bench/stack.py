@@ -69,9 +69,9 @@ def app_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(database_url: str, cmd: list[str], timeout: float | None = None) -> str:
+def _run(database_url: str, cmd: list[str], timeout: float | None = None, **extra_env: str) -> str:
     """Runs a Django command for the bench database; its output is shown only when it fails."""
-    done = subprocess.run(cmd, cwd=ROOT, env=app_env(database_url), capture_output=True,
+    done = subprocess.run(cmd, cwd=ROOT, env=app_env(database_url, **extra_env), capture_output=True,
                           text=True, timeout=timeout)
     if done.returncode:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-5000:])
@@ -83,9 +83,10 @@ def manage(database_url: str, *args: str) -> str:
     return _run(database_url, [sys.executable, "manage.py", *args])
 
 
-def run_json(database_url: str, module: str, *args: str, timeout: float | None = None) -> dict:
+def run_json(database_url: str, module: str, *args: str, timeout: float | None = None, **extra_env: str) -> dict:
     """Run `python -m <module>` with Django's settings for the bench database; its last stdout line is JSON."""
-    return json.loads(_run(database_url, [sys.executable, "-m", module, *args], timeout).strip().splitlines()[-1])
+    out = _run(database_url, [sys.executable, "-m", module, *args], timeout, **extra_env)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def free_port() -> int:
@@ -140,6 +141,59 @@ class Server:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def bench_broker_url() -> str:
+    """The bench's own Redis database for Celery (BENCH_BROKER_URL, default: CELERY_BROKER_URL's server, db 13),
+    so a bench never takes another run's tasks and a stale task never reaches the bench's worker."""
+    explicit = os.environ.get("BENCH_BROKER_URL")
+    if explicit:
+        return explicit
+    base = os.environ.get("CELERY_BROKER_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not base.startswith("redis"):
+        raise RuntimeError("the deployed billing run needs Redis: set CELERY_BROKER_URL=redis://… or BENCH_BROKER_URL")
+    return urlunsplit(urlsplit(base)._replace(path="/13"))
+
+
+class CeleryWorker:
+    """`celery -A creditservice worker` as deployed (docker-compose's command: prefork, one process per CPU)
+    for the bench database, in its own process group; its queue is purged first."""
+
+    def __init__(self, database_url: str) -> None:
+        self.env = app_env(database_url, CELERY_BROKER_URL=bench_broker_url())
+        self.log_path = ROOT / "var" / "bench-worker.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "celery", "-A", "creditservice", "purge", "-f"], cwd=ROOT, env=self.env,
+                       capture_output=True, timeout=60)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 (kept open for the worker's life)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "creditservice", "worker", "--loglevel=INFO", "--without-gossip",
+             "--without-mingle"],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited with {self.proc.returncode}; see {self.log_path}")
+            if " ready." in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the Celery worker was not ready in {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=30)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
                     os.killpg(self.proc.pid, signal.SIGKILL)

@@ -39,7 +39,7 @@ class BillingChunkInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["attempt", "index", "first_project_id", "last_project_id", "status", "charges_created", "projects_charged",
-              "claimed_at", "finished_at", "error"]
+              "worker", "claimed_at", "finished_at", "error"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -75,6 +75,8 @@ class BillingChunk(models.Model):
     last_project_id = models.BigIntegerField()
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # host:pid of the process that took it, so staff can tell which worker ran (or stalled on) a chunk.
+    worker = models.CharField(max_length=100, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     projects_charged = models.PositiveIntegerField(default=0)
     charges_created = models.PositiveIntegerField(default=0)

@@ -194,20 +194,23 @@ class Written:
     maybe_unfunded: set[int] = field(default_factory=set)
 
 
-def write_charges(*, planned: list[_Planned], run_id: int) -> Written:
+def write_charges(*, planned: list[_Planned], run_id: int, known_new: bool = False) -> Written:
     """Transfers and charges of a chunk: what was new, and which projects may now be unfunded.
 
     Charges (wallet → revenue) and reversals (revenue → wallet) are written in two short transactions,
     each locking its wallets in id order; each transaction holds a transfer with its charge row, and
     a crash between them leaves state the next run derives the rest from.
+    known_new: planned moments ago from the committed charges, so no key can be in the ledger unless
+    another worker wrote it since (the batch then fails and is retried project by project).
     """
     written = Written()
-    _write(planned=[p for p in planned if p.kind != Charge.Kind.REVERSAL], run_id=run_id, direction="out", into=written)
-    _write(planned=[p for p in planned if p.kind == Charge.Kind.REVERSAL], run_id=run_id, direction="in", into=written)
+    for direction, items in (("out", [p for p in planned if p.kind != Charge.Kind.REVERSAL]),
+                             ("in", [p for p in planned if p.kind == Charge.Kind.REVERSAL])):
+        _write(planned=items, run_id=run_id, direction=direction, into=written, known_new=known_new)
     return written
 
 
-def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Written) -> None:
+def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Written, known_new: bool) -> None:
     """One transaction: the transfers of `planned` (all one direction) and their charge rows."""
     if not planned:
         return
@@ -221,12 +224,12 @@ def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Writte
         if direction == "out":
             moved = ledger.transfer_many(
                 transfers=transfers, direction="out", system_code=Account.System.REVENUE, kind=Transfer.Kind.USAGE,
-                reason="usage charge",
+                reason="usage charge", known_new=known_new,
             )
         else:
             moved = ledger.transfer_many(
                 transfers=transfers, direction="in", system_code=Account.System.REVENUE, kind=Transfer.Kind.REVERSAL,
-                reason="usage credit-back: the window's recorded usage came back lower",
+                reason="usage credit-back: the window's recorded usage came back lower", known_new=known_new,
             )
         transfer_ids = moved.ids
         rows = []
@@ -304,7 +307,7 @@ def charge_chunk(*, first_project_id: int, last_project_id: int, window_start: d
     planned = plan_chunk(first_project_id=first_project_id, last_project_id=last_project_id,
                          window_start=window_start, late_since=late_since, late_from=late_from, result=result)
     try:
-        written = write_charges(planned=planned, run_id=run_id)
+        written = write_charges(planned=planned, run_id=run_id, known_new=True)
         result.charges, result.credits, result.maybe_unfunded = written.charges, written.credits, written.maybe_unfunded
         result.projects = {p.project_id for p in planned}
     except Exception as exc:

@@ -7,6 +7,8 @@ its own chunks; a resumed attempt re-derives what is left from the charges alrea
 """
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +26,12 @@ from .charging import charge_chunk
 from .lifecycle import projects_enter_grace_if_unfunded
 
 log = logging.getLogger(__name__)
+
+
+def _worker_name() -> str:
+    # Per claim, not at import: each forked Celery pool process has its own pid.
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
 
 Status = BillingRun.Status
 ChunkStatus = BillingChunk.Status
@@ -112,7 +120,8 @@ def _chunk_claim(run: BillingRun) -> BillingChunk | None:
     claimable = Q(status=ChunkStatus.PENDING) | Q(status=ChunkStatus.RUNNING, claimed_at__lt=now - _lease())
     for chunk_id in (BillingChunk.objects.filter(claimable, run_id=run.id, attempt=run.attempt)
                      .order_by("index").values_list("id", flat=True)[:20]):
-        if BillingChunk.objects.filter(claimable, id=chunk_id).update(status=ChunkStatus.RUNNING, claimed_at=now):
+        if BillingChunk.objects.filter(claimable, id=chunk_id).update(status=ChunkStatus.RUNNING, claimed_at=now,
+                                                                     worker=_worker_name()):
             return BillingChunk.objects.get(id=chunk_id)
     return None
 

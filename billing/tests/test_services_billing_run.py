@@ -246,6 +246,26 @@ def test_a_failing_project_does_not_stop_the_others(clock, monkeypatch):
     assert Charge.objects.count() == 3
 
 
+def test_a_charge_another_worker_writes_after_planning_is_not_taken_twice(clock, monkeypatch):
+    projects = [ProjectFactory(slug=f"p{i}", balance="10") for i in range(3)]
+    for project in projects:
+        usage(project, "vm", WINDOW, "1")
+    real = charging.write_charges
+
+    def race_then_write(*, planned, run_id, known_new=False):
+        if known_new:  # the batch: another worker charges the first project between plan and write
+            real(planned=planned[:1], run_id=run_id)
+        return real(planned=planned, run_id=run_id, known_new=known_new)
+
+    monkeypatch.setattr(charging, "write_charges", race_then_write)
+    run = bill(WINDOW).run
+
+    assert run.status == BillingRun.Status.SUCCEEDED
+    assert Charge.objects.count() == 3 and Transfer.objects.filter(kind=Transfer.Kind.USAGE).count() == 3
+    assert [balance(p) for p in projects] == [credits_to_micros("9.96")] * 3
+    assert ledger_check().ok
+
+
 class _WorkerKilled(BaseException):
     """Stands for the process dying: not an Exception, so nothing in the run catches it."""
 

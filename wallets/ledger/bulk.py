@@ -30,12 +30,16 @@ class BulkResult(NamedTuple):
 
 def transfer_many(
     *, transfers: list[BulkTransfer], direction: str, system_code: str, kind: str, reason: str = "",
-    actor: str = "system",
+    actor: str = "system", known_new: bool = False,
 ) -> BulkResult:
     """Keys already in the ledger are skipped (a re-run moves nothing twice); the rest changes each
     wallet once and writes one transfer per key, each with the wallet's balance after it. A key taken
     concurrently rolls the whole batch back (IntegrityError), so no balance moves without its transfer.
     Call inside the caller's transaction when other rows must commit with the transfers.
+
+    known_new: the caller has just worked out from committed rows that none of the keys is in the
+    ledger (billing derives its keys from its charges, which commit with their transfers), so the
+    look-up is skipped; a key that exists all the same fails the batch as above.
     """
     if direction not in ("in", "out"):
         raise ValueError("direction is 'in' or 'out'")
@@ -50,72 +54,80 @@ def transfer_many(
     write = _write_pg if connection.vendor == "postgresql" else _write_portable
     with transaction.atomic():
         ids, moved = write(transfers=transfers, keys=keys, direction=direction, system_id=system_id, kind=kind,
-                           reason=reason, actor=actor)
+                           reason=reason, actor=actor, known_new=known_new)
         if direction == "in":
             for project_id in moved:
                 transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
     return BulkResult(ids, [] if direction == "in" else moved)
 
 
-# One statement: skip the keys already written, change each wallet once (in wallet id order, as
-# everywhere), insert the transfers with each one's balance after it (running sum in batch order;
-# the window's sort also gives a project's transfers ascending ids in that order),
-# and answer the keys' ids plus the wallets that crossed zero. No SELECT … FOR UPDATE: the UPDATE
-# takes the row locks, and the ids travel back once instead of a round trip of balances per batch.
-_PG_BATCH = f"""
-WITH batch AS (
-    SELECT * FROM unnest(%(projects)s::bigint[], %(amounts)s::bigint[], %(keys)s::text[], %(references)s::text[],
-                         %(metadata)s::text[]) WITH ORDINALITY AS b(project_id, amount, idempotency_key, reference,
-                                                                     metadata, n)
-), existing AS (
-    SELECT t.idempotency_key, t.id FROM batch b JOIN {_TRANSFER} t ON t.idempotency_key = b.idempotency_key
-), todo AS (
-    SELECT b.* FROM batch b WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.idempotency_key = b.idempotency_key)
-), moved AS (
-    UPDATE {_WALLET} AS w SET balance = w.balance + v.delta, updated_at = CURRENT_TIMESTAMP
-    FROM (SELECT a.id, d.delta
-          FROM (SELECT project_id, (%(sign)s * sum(amount))::bigint AS delta FROM todo GROUP BY project_id) d
-          JOIN {_WALLET} a ON a.project_id = d.project_id AND a.kind = 'wallet' ORDER BY a.id) AS v
-    WHERE w.id = v.id
-    RETURNING w.project_id, w.id, w.balance, w.reserved, v.delta
-), created AS (
-    INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, kind, reason, reference,
-                             idempotency_key, metadata, actor, wallet_balance_after, created_at)
-    SELECT t.project_id, {{debit}}, {{credit}}, t.amount, %(kind)s, %(reason)s, t.reference, t.idempotency_key,
-           t.metadata::jsonb, %(actor)s,
-           (m.balance - m.delta + %(sign)s * sum(t.amount) OVER (PARTITION BY t.project_id ORDER BY t.n))::bigint,
-           %(now)s
-    FROM todo t JOIN moved m ON m.project_id = t.project_id
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING idempotency_key, id
-)
-SELECT idempotency_key, id FROM existing
-UNION ALL SELECT idempotency_key, id FROM created
-UNION ALL SELECT NULL, project_id FROM moved WHERE (balance - reserved > 0) = %(funded)s
-"""
-_PG_OUT = _PG_BATCH.format(debit="m.id", credit="%(system)s")
-_PG_IN = _PG_BATCH.format(debit="%(system)s", credit="m.id")
+def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
+              known_new) -> tuple[dict[str, int], list[int]]:
+    """Three set-based statements and no SELECT … FOR UPDATE (measured: one statement with CTEs did the
+    same work ~40% slower in the database, which the billing workers share).
 
-
-def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor) -> tuple[dict[str, int], list[int]]:
+    1. The keys already in the ledger are skipped (a re-run moves nothing twice), unless known_new.
+    2. One UPDATE of the wallets, in id order, applies the batch's deltas and returns the new balances
+       (it takes the row locks: locking first with SELECT … FOR UPDATE cost a pass over every row).
+    3. One INSERT of the transfers, with each one's balance after it, worked out from those balances.
+    A key written by someone else between 1 and 3 makes the INSERT skip a row: the caller's
+    transaction rolls back (_raise_for_missing), so no balance moves without its transfer.
+    """
+    sign = 1 if direction == "in" else -1
     with connection.cursor() as cursor:
         # The driver's cursor, not Django's wrapper: with DEBUG on, the wrapper renders every
         # statement with its 100,000-element parameters for the query log.
         raw = cursor.cursor
-        raw.execute(_PG_IN if direction == "in" else _PG_OUT, {
-            "projects": pg_array([t.project_id for t in transfers], quote=False),
-            "amounts": pg_array([t.amount for t in transfers], quote=False),
-            "keys": pg_array(keys, quote=True),
-            "references": pg_array([t.reference for t in transfers], quote=True),
-            "metadata": pg_array([t.metadata_json for t in transfers], quote=True),
-            "sign": 1 if direction == "in" else -1, "system": system_id, "kind": kind, "reason": reason,
-            "actor": actor, "now": _now(), "funded": direction == "in",
-        }, prepare=False)  # planned for each batch's arrays: a generic plan guesses their size
-        rows = raw.fetchall()
-    ids = {key: id_ for key, id_ in rows if key is not None}
+        existing = {}
+        if not known_new:
+            raw.execute(f"SELECT idempotency_key, id FROM {_TRANSFER} WHERE idempotency_key = ANY(%s::text[])",
+                        [pg_array(keys, quote=True)])
+            existing = dict(raw.fetchall())
+        todo = [t for t in transfers if t.idempotency_key not in existing] if existing else transfers
+        if not todo:
+            return existing, []
+        deltas: dict[int, int] = {}
+        for t in todo:
+            deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
+        project_ids = sorted(deltas)
+        # Wallets are locked in project id order (the sorted array drives the join); nothing else locks
+        # more than one wallet, and two batches on the same projects (a chunk taken over after its
+        # lease) lock alike.
+        raw.execute(
+            f"UPDATE {_WALLET} AS w SET balance = w.balance + t.delta, updated_at = CURRENT_TIMESTAMP "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS t(project_id, delta) "
+            "WHERE w.project_id = t.project_id AND w.kind = 'wallet' "
+            "RETURNING w.project_id, w.id, w.balance, w.balance - w.reserved",
+            [pg_array(project_ids, quote=False), pg_array([deltas[p] for p in project_ids], quote=False)])
+        wallet_of = {row[0]: row[1:] for row in raw.fetchall()}  # project → (wallet id, balance after, available)
+        if len(wallet_of) != len(project_ids):
+            raise ValueError(f"projects without a wallet: {[p for p in project_ids if p not in wallet_of][:10]}")
+        # Balance before the batch = after - delta; each transfer's balance after follows in batch order.
+        running = {p: wallet_of[p][1] - deltas[p] for p in project_ids}
+        wallet_ids, balances_after = [], []
+        for t in todo:
+            wallet_ids.append(wallet_of[t.project_id][0])
+            balance = running[t.project_id] = running[t.project_id] + sign * t.amount
+            balances_after.append(balance)
+        accounts = ("%s::bigint", "w") if direction == "in" else ("w", "%s::bigint")
+        raw.execute(
+            f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
+            "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
+            f"SELECT p, {accounts[0]}, {accounts[1]}, a, r, k, m::jsonb, b, %s, %s, %s, %s "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "AS t(p, w, a, r, k, m, b) ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+            [system_id, kind, reason, actor, _now(),
+             pg_array([t.project_id for t in todo], quote=False), pg_array(wallet_ids, quote=False),
+             pg_array([t.amount for t in todo], quote=False), pg_array([t.reference for t in todo], quote=True),
+             pg_array([t.idempotency_key for t in todo], quote=True),
+             pg_array([t.metadata_json for t in todo], quote=True), pg_array(balances_after, quote=False)],
+        )
+        created = dict(raw.fetchall())
+    ids = {**existing, **created}
     if len(ids) != len(keys):
         _raise_for_missing(transfers, ids)
-    return ids, sorted(project_id for key, project_id in rows if key is None)
+    funded = direction == "in"
+    return ids, [p for p, (_, _, available) in wallet_of.items() if (available > 0) == funded]
 
 
 def _raise_for_missing(transfers: list[BulkTransfer], ids: dict[str, int]) -> None:
@@ -131,8 +143,9 @@ def _raise_for_missing(transfers: list[BulkTransfer], ids: dict[str, int]) -> No
     raise IntegrityError("a transfer key was taken concurrently; the batch was rolled back")
 
 
-def _write_portable(*, transfers, keys, direction, system_id, kind, reason, actor) -> tuple[dict[str, int], list[int]]:
-    """SQLite (one writer at a time): read, then write row by row."""
+def _write_portable(*, transfers, keys, direction, system_id, kind, reason, actor,
+                    known_new) -> tuple[dict[str, int], list[int]]:
+    """SQLite (one writer at a time): read, then write row by row (keys are always looked up)."""
     project_ids = sorted({t.project_id for t in transfers})
     with connection.cursor() as cursor:
         wallets, existing = [], {}
