@@ -33,9 +33,13 @@ def usage_records_of(charges: list[Charge]) -> dict[int, UsageRecord]:
 
 
 def burn_rate_micros_per_hour(*, project_id: int, now: datetime | None = None) -> int:
-    """Usage charges made in the last 24 h, per hour (micro-credits, rounded once)."""
+    """Usage charged for windows that started in the last 24 h, per hour (micro-credits, rounded once).
+
+    By window rather than by when the charge was written: a late adjustment counts where its usage
+    happened, and the read uses the (project, window) index that billing needs anyway.
+    """
     now = now or timezone.now()
-    total = (Charge.objects.filter(project_id=project_id, created_at__gt=now - timedelta(hours=BURN_RATE_HOURS))
+    total = (Charge.objects.filter(project_id=project_id, window_start__gt=now - timedelta(hours=BURN_RATE_HOURS))
              .aggregate(total=Sum("amount"))["total"]) or 0
     # Net of reversals (credit-backs); a window of more credit-back than charges burns nothing.
     return charge_micros(Decimal(total) / MICROS_PER_CREDIT, Decimal(1) / BURN_RATE_HOURS) if total > 0 else 0

@@ -16,7 +16,7 @@ from django.utils import timezone
 from creditservice.lib.money import format_amount
 from wallets.models import Account, Project
 
-from ..models import Charge, ProjectStatusChange, WebhookEndpoint
+from ..models import BillingRun, Charge, ProjectStatusChange, WebhookEndpoint
 from .webhooks import webhook_event_emit
 
 Status = Project.Status
@@ -131,6 +131,8 @@ def lifecycle_sweep(*, now: datetime | None = None) -> dict[str, int]:
         if project_reactivate_if_funded(project_id):
             reactivated += 1
     lease = timedelta(seconds=settings.BILLING_RUN_LEASE_SECONDS)
-    recently_charged = Charge.objects.filter(created_at__gte=now - 2 * lease).values_list("project_id", flat=True).distinct()
+    # Charges of runs that were working lately (by the run index: charges have no index by time).
+    recent_runs = BillingRun.objects.filter(heartbeat_at__gte=now - 2 * lease).values("id")
+    recently_charged = Charge.objects.filter(run__in=recent_runs).values_list("project_id", flat=True).distinct()
     graced = len(projects_enter_grace_if_unfunded(project_ids=list(recently_charged)))
     return {"suspended": suspended, "reactivated": reactivated, "grace": graced}
