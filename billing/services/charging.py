@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from operator import attrgetter
 
 from django.db import connection, transaction
 from django.db.models import Count, Sum
@@ -210,11 +211,14 @@ def write_charges(*, planned: list[_Planned], run_id: int, known_new: bool = Fal
     return written
 
 
+_PLAN_ORDER = attrgetter("project_id", "resource_type_id", "window_start")
+
+
 def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Written, known_new: bool) -> None:
     """One transaction: the transfers of `planned` (all one direction) and their charge rows."""
     if not planned:
         return
-    planned = sorted(planned, key=lambda p: (p.project_id, p.resource_type_id, p.window_start))
+    planned = sorted(planned, key=_PLAN_ORDER)
     breakdown_json: dict[int, str] = {}
     # The charge row (same key) holds the explanation; the transfer points at it by its key.
     transfers = [ledger.BulkTransfer(p.project_id, abs(p.amount), p.key, "charge") for p in planned if p.amount]

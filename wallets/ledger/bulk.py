@@ -99,7 +99,8 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
             "WHERE w.project_id = t.project_id AND w.kind = 'wallet' "
             "RETURNING w.project_id, w.id, w.balance, w.balance - w.reserved",
             [pg_array(project_ids, quote=False), pg_array([deltas[p] for p in project_ids], quote=False)])
-        wallet_of = {row[0]: row[1:] for row in raw.fetchall()}  # project → (wallet id, balance after, available)
+        # project → (wallet id, balance after, available after)
+        wallet_of = {p: (w, b, a) for p, w, b, a in raw.fetchall()}
         if len(wallet_of) != len(project_ids):
             raise ValueError(f"projects without a wallet: {[p for p in project_ids if p not in wallet_of][:10]}")
         # Balance before the batch = after - delta; each transfer's balance after follows in batch order.
