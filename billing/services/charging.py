@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from creditservice.lib.errors import ApiError
 from creditservice.lib.money import charge_micros
-from creditservice.lib.pg_arrays import pg_array
+from creditservice.lib.pg_arrays import unnest_select
 from creditservice.lib.queries import fetch_rows
 from metering import windows
 from metering.models import UsageRecord
@@ -276,19 +276,12 @@ def _insert_charges(rows: list[tuple]) -> list[str]:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING; returns the keys actually inserted."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            names = [f"c{i}" for i in range(len(_PG_TYPES))]
-            # jsonb arrays travel as text[] and are cast per element.
-            unnest = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for t in _PG_TYPES)
-            select = ", ".join(f"{n}::jsonb" if t == "jsonb" else n for n, t in zip(names, _PG_TYPES, strict=True))
-            arrays = [pg_array(column, quote=t in ("text", "jsonb", "timestamptz"))
-                      for column, t in zip(zip(*rows, strict=True), _PG_TYPES, strict=True)]
+            select, params = unnest_select(list(zip(_PG_TYPES, zip(*rows, strict=True), strict=True)))
             # The driver's cursor: Django's debug wrapper would render 100,000-element arrays for its log.
             raw = cursor.cursor
-            raw.execute(
-                f"INSERT INTO {_CHARGE} ({_CHARGE_COLUMNS}) SELECT {select} FROM unnest({unnest}) AS t({', '.join(names)}) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
-                arrays,
-            )
+            raw.execute(f"INSERT INTO {_CHARGE} ({_CHARGE_COLUMNS}) {select} "
+                        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key", params,
+                        prepare=False)  # the statement's shape changes with which columns vary
             return [row[0] for row in raw.fetchall()]
         inserted = []
         placeholders = ", ".join(["%s"] * len(_PG_TYPES))

@@ -38,3 +38,28 @@ def pg_array(values: Sequence, *, quote: bool) -> str:
     if joined.count('"') != 2 * (len(texts) - 1) or "\\" in joined:
         return "{" + ",".join(map(_quoted, texts)) + "}"
     return '{"' + joined + '"}'
+
+
+def unnest_select(columns: Sequence[tuple[str, Sequence]]) -> tuple[str, list]:
+    """`SELECT <one expression per column> FROM unnest(…)` and its parameters, for rows given column by
+    column as (PostgreSQL type, values). A column whose values are all equal (a chunk's window, run,
+    unit, rate…) travels once, as a scalar: the server parses one value instead of 100,000; so does a
+    column given as a single value, which stands for every row. jsonb columns travel as text and are cast."""
+    count = len(columns[0][1])
+    expressions, scalars, arrays, unnested = [], [], [], []
+    for i, (pg_type, values) in enumerate(columns):
+        wire = "text" if pg_type == "jsonb" else pg_type
+        distinct = set(values)
+        if len(distinct) == 1:
+            scalars.append(next(iter(distinct)))
+            expressions.append(f"%s::{wire}" + ("::jsonb" if pg_type == "jsonb" else ""))
+            continue
+        arrays.append(pg_array(values, quote=wire in ("text", "timestamptz")))
+        unnested.append((f"c{i}", f"%s::{wire}[]"))
+        expressions.append(f"c{i}::jsonb" if pg_type == "jsonb" else f"c{i}")
+    if unnested:
+        source = (f"unnest({', '.join(param for _, param in unnested)}) "
+                  f"AS t({', '.join(name for name, _ in unnested)})")
+    else:
+        source, arrays = "generate_series(1, %s)", [count]
+    return f"SELECT {', '.join(expressions)} FROM {source}", [*scalars, *arrays]

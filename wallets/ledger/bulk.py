@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 
-from creditservice.lib.pg_arrays import pg_array
+from creditservice.lib.pg_arrays import pg_array, unnest_select
 
 from . import _TRANSFER, _WALLET, _now, _run_funded_hooks, system_account_id
 
@@ -110,19 +110,21 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
             wallet_ids.append(wallet_of[t.project_id][0])
             balance = running[t.project_id] = running[t.project_id] + sign * t.amount
             balances_after.append(balance)
-        accounts = ("%s::bigint", "w") if direction == "in" else ("w", "%s::bigint")
+        system_ids = [system_id] * len(todo)
+        debits, credits = (system_ids, wallet_ids) if direction == "in" else (wallet_ids, system_ids)
+        now = _now()
+        select, params = unnest_select([
+            ("bigint", [t.project_id for t in todo]), ("bigint", debits), ("bigint", credits),
+            ("bigint", [t.amount for t in todo]), ("text", [t.reference for t in todo]),
+            ("text", [t.idempotency_key for t in todo]), ("jsonb", [t.metadata_json for t in todo]),
+            ("bigint", balances_after), ("text", [kind]), ("text", [reason]), ("text", [actor]),
+            ("timestamptz", [now]),
+        ])
         raw.execute(
             f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
             "idempotency_key, metadata, wallet_balance_after, kind, reason, actor, created_at) "
-            f"SELECT p, {accounts[0]}, {accounts[1]}, a, r, k, m::jsonb, b, %s, %s, %s, %s "
-            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
-            "AS t(p, w, a, r, k, m, b) ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
-            [system_id, kind, reason, actor, _now(),
-             pg_array([t.project_id for t in todo], quote=False), pg_array(wallet_ids, quote=False),
-             pg_array([t.amount for t in todo], quote=False), pg_array([t.reference for t in todo], quote=True),
-             pg_array([t.idempotency_key for t in todo], quote=True),
-             pg_array([t.metadata_json for t in todo], quote=True), pg_array(balances_after, quote=False)],
-        )
+            f"{select} ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id", params,
+            prepare=False)  # the statement's shape changes with which columns vary
         created = dict(raw.fetchall())
     ids = {**existing, **created}
     if len(ids) != len(keys):
