@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from creditservice.lib.queries import fetch_rows
 from metering import windows
 from metering.models import UsageRecord
 
@@ -98,11 +99,10 @@ def billing_run_plan(*, run: BillingRun) -> int:
     since = _late_usage_since(run)
     BillingRun.objects.filter(id=run.id).update(late_usage_since=since)
     run.late_usage_since = since
-    project_ids = set(UsageRecord.objects.filter(window_start=run.window_start).values_list("project_id", flat=True).distinct())
-    project_ids |= set(
-        UsageRecord.objects.filter(window_start__gte=_late_usage_from(run.window_start), window_start__lt=run.window_start,
-                                   updated_at__gte=since).values_list("project_id", flat=True).distinct()
-    )
+    in_window = UsageRecord.objects.filter(window_start=run.window_start)
+    late = UsageRecord.objects.filter(window_start__gte=_late_usage_from(run.window_start),
+                                      window_start__lt=run.window_start, updated_at__gte=since)
+    project_ids = {row[0] for qs in (in_window, late) for row in fetch_rows(qs.values_list("project_id").distinct())}
     ordered = sorted(project_ids)
     size = max(settings.BILLING_CHUNK_SIZE, 1)
     chunks = [
