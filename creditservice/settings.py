@@ -192,6 +192,10 @@ PROMETHEUS_TIMEOUT_SECONDS = env.int("PROMETHEUS_TIMEOUT_SECONDS", default=10)
 # windows not collected are retried for this many hours back (older gaps are reported, not walked).
 USAGE_COLLECTION_DELAY_SECONDS = env.int("USAGE_COLLECTION_DELAY_SECONDS", default=60)
 USAGE_COLLECTION_LOOKBACK_HOURS = env.int("USAGE_COLLECTION_LOOKBACK_HOURS", default=USAGE_LATENESS_HOURS)
+# A window that failed (refused series, a query the store rejects) waits before the periodic run retries
+# it: FIRST minutes after the first failure, doubling up to MAX. An unreachable store does not count.
+USAGE_COLLECTION_RETRY_FIRST_MINUTES = env.int("USAGE_COLLECTION_RETRY_FIRST_MINUTES", default=5)
+USAGE_COLLECTION_RETRY_MAX_MINUTES = env.int("USAGE_COLLECTION_RETRY_MAX_MINUTES", default=60)
 OUTBOUND_WEBHOOK_SECRET = env.str("OUTBOUND_WEBHOOK_SECRET", default="")
 # Projects per billing chunk: one short transaction each, so admission is never blocked for long.
 BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=5000)

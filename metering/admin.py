@@ -125,7 +125,7 @@ class UsageEventAdmin(ReadOnlyAdmin):
 @admin.register(CollectionWindow)
 class CollectionWindowAdmin(ReadOnlyAdmin):
     list_display = ["metric_query", "window_start", "status", "attempts", "records_stored", "series_refused",
-                    "last_attempt_at", "short_error"]
+                    "last_attempt_at", "retry_at", "short_error"]
     list_filter = ["status", "metric_query__resource_type"]
     list_select_related = ["metric_query__resource_type"]
     show_full_result_count = False

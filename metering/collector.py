@@ -65,6 +65,7 @@ class CollectionSummary:
     outcomes: list[WindowOutcome] = field(default_factory=list)
     stopped_early: str = ""
     gaps_beyond_lookback: int = 0
+    deferred: int = 0  # failed windows whose retry is not due yet (back-off)
 
     @property
     def collected(self) -> int:
@@ -150,7 +151,7 @@ def _unit_problem(metric_query: MetricQuery) -> str:
     return ""
 
 
-def collect_window(*, metric_query: MetricQuery, window_start: datetime) -> WindowOutcome:
+def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: datetime | None = None) -> WindowOutcome:
     """Collect one query for one window and record the attempt on its CollectionWindow."""
     if window_start_of(window_start) != window_start:
         raise ValueError(f"{window_start.isoformat()} is not the start of a window")
@@ -171,7 +172,8 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime) -> Wind
             problem = str(exc)
     if problem:
         logger.warning("usage collection of %s for %s failed: %s", code, window_start.isoformat(), problem)
-        services.collection_window_record(window=window, collected=False, error=problem)
+        services.collection_window_record(window=window, collected=False, error=problem,
+                                          back_off=not outcome.unavailable, now=now)
         outcome.error = problem
         return outcome
 
@@ -209,7 +211,7 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime) -> Wind
     error = "; ".join(problems[:MAX_PROBLEMS_KEPT]) + (f" (+{len(problems) - MAX_PROBLEMS_KEPT} more)"
                                                          if len(problems) > MAX_PROBLEMS_KEPT else "")
     services.collection_window_record(window=window, collected=not problems, error=error,
-                                      records_stored=stored, series_refused=len(problems))
+                                      records_stored=stored, series_refused=len(problems), now=now)
     outcome.collected, outcome.records_stored, outcome.series_refused, outcome.error = (
         not problems, stored, len(problems), error)
     return outcome
@@ -235,7 +237,8 @@ def collect_due_windows(
 
     A window is due once it ended USAGE_COLLECTION_DELAY_SECONDS ago (the store's last scrape is in).
     If the store is unreachable or slow the run stops at once (no point timing out on every window);
-    the windows stay due for the next run.
+    the windows stay due for the next run. A window that failed for its own reasons (refused series,
+    a query the store rejects) waits for its retry_at: it stays in the admin as failed, not skipped.
     """
     summary = CollectionSummary()
     if not settings.PROMETHEUS_URL:
@@ -255,10 +258,15 @@ def collect_due_windows(
         collected = set(CollectionWindow.objects.filter(
             metric_query=metric_query, window_start__gte=first_start, status=CollectionWindow.Status.COLLECTED,
         ).values_list("window_start", flat=True))
+        waiting = set(CollectionWindow.objects.filter(
+            metric_query=metric_query, window_start__gte=first_start, status=CollectionWindow.Status.FAILED,
+            retry_at__gt=now,
+        ).values_list("window_start", flat=True))
+        summary.deferred += len(waiting)
         for window_start, _ in windows_between(first_start, last_start):
-            if window_start in collected:
+            if window_start in collected or window_start in waiting:
                 continue
-            outcome = collect_window(metric_query=metric_query, window_start=window_start)
+            outcome = collect_window(metric_query=metric_query, window_start=window_start, now=now)
             summary.outcomes.append(outcome)
             if on_window:
                 on_window(outcome)

@@ -159,6 +159,9 @@ class CollectionWindow(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A failed window is not retried by the periodic run before this (back-off doubling per failure);
+    # staff's "retry now" and `collect_usage --window-start` do not wait.
+    retry_at = models.DateTimeField(null=True, blank=True)
     collected_at = models.DateTimeField(null=True, blank=True)
     # Of the last attempt: series stored as usage, and series refused (bad value, unknown project, ...).
     records_stored = models.PositiveIntegerField(default=0)

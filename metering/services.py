@@ -4,9 +4,10 @@ Pushed events have their own module (ingest.py) because their hot path is set-ba
 """
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -101,9 +102,14 @@ def collection_window_get(*, metric_query: MetricQuery, window_start: datetime, 
 
 def collection_window_record(
     *, window: CollectionWindow, collected: bool, error: str = "", records_stored: int = 0, series_refused: int = 0,
+    back_off: bool = True, now: datetime | None = None,
 ) -> CollectionWindow:
-    """Record one attempt. A collected window stays collected (a repeat is a quiet no-op on status)."""
-    now = timezone.now()
+    """Record one attempt. A collected window stays collected (a repeat is a quiet no-op on status).
+
+    A failure sets when the periodic run may retry it (back_off=False: the store was unreachable, which
+    says nothing about this window; the next run tries again).
+    """
+    now = now or timezone.now()
     window.attempts += 1
     window.last_attempt_at = now
     window.records_stored = records_stored
@@ -114,11 +120,19 @@ def collection_window_record(
         window.collected_at = now
     elif window.status != CollectionWindow.Status.COLLECTED:
         window.status = CollectionWindow.Status.FAILED
+    window.retry_at = _retry_at(window, now) if window.status == CollectionWindow.Status.FAILED and back_off else None
     window.save(update_fields=["attempts", "last_attempt_at", "records_stored", "series_refused", "last_error",
-                               "status", "collected_at"])
+                               "status", "collected_at", "retry_at"])
     return window
+
+
+def _retry_at(window: CollectionWindow, now: datetime) -> datetime:
+    # attempts counts this failure too; a window collected once never gets here.
+    minutes = settings.USAGE_COLLECTION_RETRY_FIRST_MINUTES * 2 ** min(max(window.attempts - 1, 0), 16)
+    return now + timedelta(minutes=min(minutes, settings.USAGE_COLLECTION_RETRY_MAX_MINUTES))
 
 
 def collection_windows_reset(*, window_ids: Iterable[int]) -> int:
     """Mark windows for collection again (admin "retry now" of a collected window re-reads it)."""
-    return CollectionWindow.objects.filter(id__in=list(window_ids)).update(status=CollectionWindow.Status.PENDING)
+    return CollectionWindow.objects.filter(id__in=list(window_ids)).update(status=CollectionWindow.Status.PENDING,
+                                                                           retry_at=None)

@@ -147,7 +147,8 @@ def test_a_store_that_is_down_stops_the_run_and_leaves_windows_due(db, settings)
     summary = collector.collect_due_windows(now=prom.window_start(4) + timedelta(minutes=5))
     assert len(summary.outcomes) == 1  # stopped at the first refusal instead of timing out on every window
     assert "cannot reach" in summary.stopped_early
-    assert CollectionWindow.objects.get().status == "failed"
+    window = CollectionWindow.objects.get()
+    assert window.status == "failed" and window.retry_at is None  # an outage is not the window's fault: no back-off
     assert not UsageRecord.objects.exists()
 
 
@@ -190,6 +191,39 @@ def test_a_series_without_the_project_label_is_refused(db, fake_store):
     outcome = collector.collect_window(metric_query=metric_query("vm", prom.VM_QUERY),
                                        window_start=prom.window_start(0))
     assert not outcome.collected and "without the 'project' label" in outcome.error
+
+
+def test_a_window_that_keeps_failing_is_retried_later_and_later_until_it_is_collected(db, settings, fake_store):
+    ProjectFactory(slug="acme")
+    settings.USAGE_COLLECTION_LOOKBACK_HOURS = 2
+    settings.USAGE_COLLECTION_RETRY_FIRST_MINUTES, settings.USAGE_COLLECTION_RETRY_MAX_MINUTES = 5, 15
+    answer = {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"tenant": "acme"}, "value": [0, "900"]}]}}  # no project label: refused
+    fake_store(lambda: (200, prom.json_body(answer)))
+    metric_query("vm", prom.VM_QUERY)
+    now = prom.window_start(4) + timedelta(minutes=5)
+
+    first = collector.collect_due_windows(now=now)
+    starts = [o.window_start for o in first.outcomes]
+    assert len(starts) == 8 and first.failed == 8
+    # The last hour's windows: still in the (sliding) look-back at the end of the test.
+    windows = CollectionWindow.objects.filter(window_start__in=starts[-4:])
+    assert set(windows.values_list("retry_at", flat=True)) == {now + timedelta(minutes=5)}
+
+    waiting = collector.collect_due_windows(now=now + timedelta(minutes=4))
+    assert waiting.outcomes == [] and waiting.deferred == len(starts)  # not retried, not forgotten
+    assert set(windows.values_list("status", flat=True)) == {"failed"}
+
+    second = now + timedelta(minutes=5)
+    assert [o.window_start for o in collector.collect_due_windows(now=second).outcomes] == starts
+    assert set(windows.values_list("retry_at", flat=True)) == {second + timedelta(minutes=10)}  # doubled
+    third = second + timedelta(minutes=10)
+    collector.collect_due_windows(now=third)
+    assert set(windows.values_list("retry_at", flat=True)) == {third + timedelta(minutes=15)}  # capped
+
+    answer["data"]["result"][0]["metric"] = {"project": "acme"}  # the exporter is fixed
+    collector.collect_due_windows(now=third + timedelta(minutes=15))
+    assert set(windows.values_list("status", "retry_at")) == {("collected", None)}
 
 
 def test_without_a_configured_store_the_periodic_run_does_nothing(db, settings):

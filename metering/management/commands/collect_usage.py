@@ -48,6 +48,8 @@ class Command(BaseCommand):
             f"Summary: {len(summary.outcomes)} windows tried, {summary.collected} collected, {summary.failed} failed, "
             f"{summary.records_stored} records stored, {summary.series_refused} series refused."
         )
+        if summary.deferred:
+            self.stdout.write(f"{summary.deferred} failed windows wait for their retry time (see the admin).")
         if summary.gaps_beyond_lookback:
             self.stdout.write(self.style.WARNING(
                 f"{summary.gaps_beyond_lookback} windows older than the look-back are not collected."))
