@@ -1,5 +1,5 @@
-"""Ending reservations: commit, release and expire. Apart from creating them (reservations.py, which
-also documents the lock order both follow) so that each module stays a readable size.
+"""Ending reservations: commit, release and expire. Creating them is in reservations.py, which also
+documents the lock order both follow.
 """
 
 from datetime import UTC, datetime
