@@ -67,7 +67,7 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
     same work ~40% slower in the database, which the billing workers share).
 
     1. The keys already in the ledger are skipped (a re-run moves nothing twice), unless known_new.
-    2. One UPDATE of the wallets, in id order, applies the batch's deltas and returns the new balances
+    2. One UPDATE of the wallets applies the batch's deltas and returns the new balances
        (it takes the row locks: locking first with SELECT … FOR UPDATE cost a pass over every row).
     3. One INSERT of the transfers, with each one's balance after it, worked out from those balances.
     A key written by someone else between 1 and 3 makes the INSERT skip a row: the caller's
@@ -90,9 +90,10 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
         for t in todo:
             deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
         project_ids = sorted(deltas)
-        # Wallets are locked in project id order (the sorted array drives the join); nothing else locks
-        # more than one wallet, and two batches on the same projects (a chunk taken over after its
-        # lease) lock alike.
+        # Wallets are locked in the order the join visits them (the sorted array's, as planned for batch
+        # sizes). Nothing else locks more than one wallet; should two batches on the same projects (only
+        # after a lease takeover) ever deadlock, PostgreSQL aborts one and its chunk retries project by
+        # project.
         raw.execute(
             f"UPDATE {_WALLET} AS w SET balance = w.balance + t.delta, updated_at = CURRENT_TIMESTAMP "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS t(project_id, delta) "
