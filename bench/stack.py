@@ -89,6 +89,21 @@ def run_json(database_url: str, module: str, *args: str, timeout: float | None =
     return json.loads(out.strip().splitlines()[-1])
 
 
+def stop_process_group(proc: subprocess.Popen, *, grace: float) -> None:
+    """SIGTERM to the process's group (it was started in its own session), SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -137,16 +152,7 @@ class Server:
         return [pid for master in masters for pid, _ in children.get(master, [])]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
+        stop_process_group(self.proc, grace=15)
         self._log.close()
 
 
@@ -190,14 +196,5 @@ class CeleryWorker:
         raise RuntimeError(f"the Celery worker was not ready in {timeout:.0f} s; see {self.log_path}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
+        stop_process_group(self.proc, grace=30)
         self._log.close()
