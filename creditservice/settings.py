@@ -151,9 +151,11 @@ SPECTACULAR_SETTINGS = {
 _CELERY_FS = VAR_DIR / "celery"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_CELERY_FS / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Without it kombu keeps its exchange table in ./control, wherever the process started.
+        "control_folder": str(_CELERY_FS / "control"),
         "data_folder_in": str(_CELERY_FS / "out"),
         "data_folder_out": str(_CELERY_FS / "out"),
         "processed_folder": str(_CELERY_FS / "processed"),
