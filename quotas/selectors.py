@@ -32,6 +32,9 @@ _RESOURCE_TYPE = ResourceType._meta.db_table
 
 # Kinds of transfers out of the wallet that count as spend against a budget.
 SPEND_KINDS = (Transfer.Kind.RESERVATION.value, Transfer.Kind.USAGE.value)
+# Usage given back (a re-collected window came back lower): billing's credit-back, revenue → wallet.
+# Spend is net of it, as the customer's statement is.
+CREDIT_BACK_KIND = Transfer.Kind.REVERSAL.value
 
 
 def db_datetime(value: datetime):
@@ -218,28 +221,37 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
+# One statement (it runs on the admission path under the wallet row lock): spend out of the wallet,
+# less the credit-backs into it from revenue, this month; and the live pending holds. Each sum is
+# served by the transfer's account index.
 SPEND_SQL = (
     f"SELECT (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.debit_account_id = %s "
-    f"AND t.kind IN ('{SPEND_KINDS[0]}', '{SPEND_KINDS[1]}') AND t.created_at >= %s), "
+    f"AND t.kind IN ('{SPEND_KINDS[0]}', '{SPEND_KINDS[1]}') AND t.created_at >= %s) "
+    f"- (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.credit_account_id = %s "
+    f"AND t.kind = '{CREDIT_BACK_KIND}' AND t.created_at >= %s "
+    f"AND t.debit_account_id IN (SELECT s.id FROM {_WALLET} s WHERE s.code = '{Account.System.REVENUE.value}')), "
     f"(SELECT COALESCE(SUM(r.amount), 0) FROM {_RESERVATION} r WHERE r.project_id = %s "
     f"AND r.status = 'pending' AND r.expires_at > %s)"
 )
 
 
 def budget_spend(*, project_id: int, wallet_id: int, now: datetime) -> tuple[int, int]:
-    """(committed or charged this month, held by live pending reservations), in micro-credits."""
+    """(committed or charged this month net of usage credit-backs, held by live pending reservations),
+    in micro-credits. Net spend never goes below zero: a credit-back this month of last month's usage
+    does not make room beyond the budget."""
     start, _ = month_bounds(now)
+    month_start = db_datetime(start)
     with connection.cursor() as cursor:
-        cursor.execute(SPEND_SQL, [wallet_id, db_datetime(start), project_id, db_datetime(now)])
+        cursor.execute(SPEND_SQL, [wallet_id, month_start, wallet_id, month_start, project_id, db_datetime(now)])
         charged, pending = cursor.fetchone()
-    return int(charged), int(pending)
+    return max(int(charged), 0), int(pending)
 
 
 @dataclass(frozen=True)
 class BudgetStatus:
     hard_limit: int  # micro-credits
     soft_limit: int | None
-    spent: int  # committed + charged this month + live pending holds
+    spent: int  # committed + charged this month, net of usage credit-backs, + live pending holds
     period_start: datetime
     period_end: datetime
 
