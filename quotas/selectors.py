@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import Q, Sum
 
 from creditservice.lib.money import format_amount
+from creditservice.lib.queries import db_datetime
 from wallets.models import Account, Project, Transfer
 from wallets.selectors import register_ledger_check
 
@@ -35,11 +36,6 @@ SPEND_KINDS = (Transfer.Kind.RESERVATION.value, Transfer.Kind.USAGE.value)
 # Usage given back (a re-collected window came back lower): billing's credit-back, revenue → wallet.
 # Spend is net of it, as the customer's statement is.
 CREDIT_BACK_KIND = Transfer.Kind.REVERSAL.value
-
-
-def db_datetime(value: datetime):
-    """A datetime as a raw-SQL parameter (SQLite wants a naive UTC string, PostgreSQL the datetime)."""
-    return connection.ops.adapt_datetimefield_value(value)
 
 
 def iso(value: datetime | None) -> str | None:
