@@ -91,9 +91,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
+    # SQLite as a real backend (web, worker and beat share the file):
+    # - IMMEDIATE: a transaction takes the write lock when it begins. A deferred one reads first and
+    #   then fails at once with "database is locked" when it upgrades to write while another writer
+    #   holds the file; the busy timeout does not apply to that upgrade. So no long work in atomic().
+    # - timeout: seconds a writer waits for the lock (SQLite's busy timeout) before it fails.
+    # - WAL: readers never block the writer nor wait for it; synchronous=NORMAL is durable in WAL mode
+    #   up to the last checkpointed commit on power loss, and never corrupts. Django itself turns
+    #   foreign keys on for every connection.
     DATABASES["default"].setdefault("OPTIONS", {})
-    # Wait for the writer instead of failing at once when the worker and the web share the file.
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
+    # Tests run threads against the database, so theirs is a file too (in-memory SQLite is one connection's).
+    _name = str(DATABASES["default"]["NAME"])
+    DATABASES["default"].setdefault("TEST", {}).setdefault(
+        "NAME", f"{_name.removesuffix('.sqlite3')}.test.sqlite3" if _name not in ("", ":memory:") else None,
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
