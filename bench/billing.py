@@ -41,10 +41,11 @@ def _usage_transfers(pg_url: str) -> int:
 
 
 # The floor: what a billing run has to write at the least, as two set-based statements in one transaction.
+# Quantities are micro-units and prices pico-credits: micro-units × picos / 10^12 = micro-credits.
 FLOOR_UPDATE = """
 UPDATE wallets_account a SET balance = a.balance - c.amount, updated_at = CURRENT_TIMESTAMP
 FROM (
-    SELECT u.project_id, round(u.quantity * p.unit_price * 1000000)::bigint AS amount
+    SELECT u.project_id, round(u.quantity::numeric * p.unit_price / 1000000000000)::bigint AS amount
     FROM metering_usagerecord u
     JOIN metering_price p ON p.resource_type_id = u.resource_type_id AND p.effective_from <= u.window_start
          AND (p.effective_to IS NULL OR p.effective_to > u.window_start)
@@ -55,13 +56,13 @@ WHERE a.project_id = c.project_id AND a.kind = 'wallet' AND c.amount > 0
 FLOOR_INSERT = """
 INSERT INTO wallets_transfer (project_id, debit_account_id, credit_account_id, amount, kind, reason, reference,
                               idempotency_key, metadata, actor, wallet_balance_after, created_at)
-SELECT u.project_id, a.id, %(revenue)s, round(u.quantity * p.unit_price * 1000000)::bigint, 'usage', '', 'floor',
+SELECT u.project_id, a.id, %(revenue)s, round(u.quantity::numeric * p.unit_price / 1000000000000)::bigint, 'usage', '', 'floor',
        'floor-usage-' || u.id, '{}'::jsonb, 'floor', a.balance, CURRENT_TIMESTAMP
 FROM metering_usagerecord u
 JOIN metering_price p ON p.resource_type_id = u.resource_type_id AND p.effective_from <= u.window_start
      AND (p.effective_to IS NULL OR p.effective_to > u.window_start)
 JOIN wallets_account a ON a.project_id = u.project_id AND a.kind = 'wallet'
-WHERE u.window_start = %(window)s AND round(u.quantity * p.unit_price * 1000000) > 0
+WHERE u.window_start = %(window)s AND round(u.quantity::numeric * p.unit_price / 1000000000000) > 0
 """
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 import django
 
 SEED_CREDITS_MICROS = 100_000_000  # 100 credits per project: usage charges come out of it
-USAGE_QUANTITY = "1"  # vm-hours in the window
+USAGE_QUANTITY = "1000000"  # 1 vm-hour in the window, in micro-units
 
 
 def _required_columns(cursor, table: str) -> set[str]:

@@ -20,7 +20,8 @@ RESERVE = (
 INSERT_RESERVATION = (
     "INSERT INTO quotas_reservation (project_id, resource_type_id, quantity, amount, status, expires_at, "
     "idempotency_scope, idempotency_key, request_fingerprint, actor, created_at) "
-    "VALUES (%s, %s, 1, %s, 'pending', CURRENT_TIMESTAMP + interval '5 minutes', 'floor', %s, '', 'floor', "
+    # Quantity 1 vm: 1,000,000 micro-units.
+    "VALUES (%s, %s, 1000000, %s, 'pending', CURRENT_TIMESTAMP + interval '5 minutes', 'floor', %s, '', 'floor', "
     "CURRENT_TIMESTAMP) RETURNING id"
 )
 COMMIT_RESERVATION = (

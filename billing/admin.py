@@ -1,23 +1,24 @@
-"""Staff screens for billing. Money is read-only; staff start runs and redeliver webhooks through
-actions and a form that call the services."""
+"""Staff screens for billing. Money is read-only; staff start runs, retry owed billing and redeliver
+webhooks through actions and a form that call the services."""
 
 from datetime import UTC
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from creditservice.lib.admin import ReadOnlyAdmin
-from creditservice.lib.money import format_amount
+from creditservice.lib.admin import ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.money import format_amount, format_micros, format_rate
 from metering import windows
 
-from .models import BillingChunk, BillingRun, Charge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
-from .services import billing_run_execute, webhook_deliveries_redeliver
+from .models import BillingChunk, BillingRun, Charge, OwedCharge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
+from .services import billing_owed_retry, billing_run_execute, webhook_deliveries_redeliver
 
 
 class RunBillingForm(forms.Form):
@@ -49,20 +50,35 @@ class BillingChunkInline(admin.TabularInline):
 @admin.register(BillingRun)
 class BillingRunAdmin(ReadOnlyAdmin):
     list_display = ["window_start", "status", "attempt", "projects_charged", "charges_created", "credits", "failure_count",
-                    "duration", "trigger", "charges_link"]
+                    "owed_link", "duration", "trigger", "charges_link"]
     list_filter = ["status"]
     date_hierarchy = "window_start"
     inlines = [BillingChunkInline]
     actions = ["rerun_windows"]
-    readonly_fields = ["charges_link"]
+    readonly_fields = ["charges_link", "owed_link"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BillingRun]:
+        # One query for the page's owed counts, not one per row.
+        return super().get_queryset(request).annotate(
+            owed_count=Count("owed_charges", filter=Q(owed_charges__status=OwedCharge.Status.OWED)))
 
     @admin.display(description="credits charged")
     def credits(self, obj: BillingRun) -> str:
         return format_amount(obj.credits_charged)
 
-    @admin.display(description="failures")
+    @admin.display(description="failures (last attempt)")
     def failure_count(self, obj: BillingRun) -> int:
         return len(obj.failures)
+
+    @admin.display(description="still owed")
+    def owed_link(self, obj: BillingRun) -> str:
+        count = getattr(obj, "owed_count", None)
+        if count is None:
+            count = obj.owed_charges.filter(status=OwedCharge.Status.OWED).count()
+        if not count:
+            return "-"
+        url = reverse("admin:billing_owedcharge_changelist") + f"?run__id__exact={obj.id}&status__exact=owed"
+        return format_html('<a href="{}">{} owed</a>', url, count)
 
     @admin.display(description="duration (s)")
     def duration(self, obj: BillingRun) -> str:
@@ -108,15 +124,88 @@ class BillingRunAdmin(ReadOnlyAdmin):
             self._start(request, run.window_start, in_background=False)
 
 
+class PastCapFilter(admin.SimpleListFilter):
+    title = "retries"
+    parameter_name = "past_cap"
+
+    def lookups(self, request, model_admin):
+        return [("yes", f"past the cap ({settings.BILLING_RETRY_ATTEMPTS_CAP} failed attempts)"),
+                ("no", "within the cap")]
+
+    def queryset(self, request, queryset):
+        cap = settings.BILLING_RETRY_ATTEMPTS_CAP
+        if self.value() == "yes":
+            return queryset.filter(attempts__gte=cap)
+        if self.value() == "no":
+            return queryset.filter(attempts__lt=cap)
+        return queryset
+
+
+@admin.register(OwedCharge)
+class OwedChargeAdmin(ReadOnlyAdmin):
+    """What billing runs still owe (and what they owed): retried by the hourly beat with back-off."""
+
+    list_display = ["created_at", "window", "projects", "status", "attempts", "past_cap", "next_retry_at",
+                    "last_attempt_at", "error", "charges_created"]
+    list_filter = ["status", PastCapFilter, "run__window_start"]
+    search_fields = ["project__slug"]
+    raw_id_fields = ["run", "project"]
+    list_select_related = ["run", "project"]
+    show_full_result_count = False
+    actions = ["retry_now"]
+
+    @admin.display(description="window", ordering="run__window_start")
+    def window(self, obj: OwedCharge) -> str:
+        return f"{obj.run.window_start:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="projects")
+    def projects(self, obj: OwedCharge) -> str:
+        if obj.project_id:
+            return obj.project.slug
+        return f"ids {obj.first_project_id}-{obj.last_project_id} (a chunk)"
+
+    @admin.display(description="past the cap", boolean=True)
+    def past_cap(self, obj: OwedCharge) -> bool:
+        return obj.status == OwedCharge.Status.OWED and obj.attempts >= settings.BILLING_RETRY_ATTEMPTS_CAP
+
+    @admin.display(description="last error")
+    def error(self, obj: OwedCharge) -> str:
+        return obj.last_error[:200]
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.retry_owedcharge")
+
+    @admin.action(description="Retry the selected now (charges nothing twice)", permissions=["retry"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[OwedCharge]):
+        rows = [billing_owed_retry(owed_id=owed_id, force=True)
+                for owed_id in queryset.filter(status=OwedCharge.Status.OWED).values_list("id", flat=True)]
+        retried = [row for row in rows if row is not None]
+        owing = sum(1 for row in retried if row.status == OwedCharge.Status.OWED)
+        self.message_user(request, f"{len(retried)} retried: {len(retried) - owing} charged, {owing} still owed",
+                          messages.SUCCESS if not owing else messages.WARNING)
+
+
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity", "unit", "rate",
-                    "credits", "run"]
+    list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity_display", "unit",
+                    "rate_display", "credits", "run"]
     list_filter = ["kind", "resource_type", "window_start"]
     search_fields = ["idempotency_key", "project__slug"]
     raw_id_fields = ["project", "resource_type", "price", "transfer", "run"]
     list_select_related = ["project", "resource_type", "run"]
     show_full_result_count = False
+    # The detail page shows quantities and the rate as decimals, not as micro-units and pico-credits.
+    fields = ["idempotency_key", "project", "resource_type", "window_start", "window_end", "kind", "quantity_display",
+              "unit", "window_quantity_display", "previously_charged_display", "price", "rate_display",
+              "price_breakdown", "credits", "transfer", "run", "usage_record_ids", "created_at"]
+    readonly_fields = ["quantity_display", "window_quantity_display", "previously_charged_display", "rate_display",
+                       "credits"]
+
+    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
+    window_quantity_display = fixed_point_column("window_quantity", "window quantity", format_micros)
+    previously_charged_display = fixed_point_column("previously_charged_quantity", "previously charged quantity",
+                                                    format_micros)
+    rate_display = fixed_point_column("rate", "rate (credits per unit)", format_rate)
 
     @admin.display(description="amount (credits)")
     def credits(self, obj: Charge) -> str:

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from creditservice.lib.fields import StrictSerializer
-from creditservice.lib.money import format_amount
+from creditservice.lib.money import format_amount, format_micros, format_rate
 from wallets import access
 from wallets.api import validated
 
@@ -34,20 +34,20 @@ def charge_body(charge: Charge, records: dict) -> dict:
         "window_start": _iso(charge.window_start),
         "window_end": _iso(charge.window_end),
         "kind": charge.kind,
-        "quantity": format(charge.quantity.normalize(), "f"),
+        "quantity": format_micros(charge.quantity),
         "unit": charge.unit,
-        "window_quantity": format(charge.window_quantity.normalize(), "f"),
-        "previously_charged_quantity": format(charge.previously_charged_quantity.normalize(), "f"),
-        "rate": format(charge.rate.normalize(), "f"),
+        "window_quantity": format_micros(charge.window_quantity),
+        "previously_charged_quantity": format_micros(charge.previously_charged_quantity),
+        "rate": format_rate(charge.rate),
         "amount": format_amount(charge.amount),
         "price": {
-            "id": charge.price_id, "unit_price": format(charge.price.unit_price.normalize(), "f"), "per": charge.price.per,
+            "id": charge.price_id, "unit_price": format_rate(charge.price.unit_price), "per": charge.price.per,
             "effective_from": _iso(charge.price.effective_from),
         },
         "price_segments": charge.price_breakdown,
         "usage_records": [
             {"id": r.id, "source": r.source, "source_reference": r.source_reference,
-             "quantity": format(r.quantity.normalize(), "f"), "updated_at": _iso(r.updated_at)}
+             "quantity": format_micros(r.quantity), "updated_at": _iso(r.updated_at)}
             for r in (records.get(record_id) for record_id in charge.usage_record_ids) if r is not None
         ],
         "transfer_id": charge.transfer_id,

@@ -1,7 +1,9 @@
 """The billing batch, its charges, the project lifecycle record and outbound webhooks.
 
-Amounts are integer micro-credits (creditservice/lib/money.py); quantities are exact decimals in the
-resource type's billing unit (vm-hours, GiB-hours, GiB), like metering.UsageRecord.
+Amounts are integer micro-credits (creditservice/lib/money.py); quantities are integer micro-units of
+the resource type's billing unit (vm-hours, GiB-hours, GiB), like metering.UsageRecord; rates are
+integer pico-credits per billing unit, like metering.Price. Integers: exact on SQLite as on PostgreSQL,
+and cheaper for the billing batch to write and sum than numeric.
 """
 
 import secrets
@@ -9,7 +11,7 @@ import secrets
 from django.db import models
 from django.db.models import Q
 
-from metering.models import QUANTITY_DIGITS, QUANTITY_PLACES, Price
+from metering.models import Price
 from quotas.models import ResourceType
 from wallets.models import Project, Transfer
 
@@ -94,6 +96,62 @@ class BillingChunk(models.Model):
         return f"chunk {self.index} of {self.run_id}/{self.attempt} ({self.status})"
 
 
+class OwedCharge(models.Model):
+    """Billing a run still owes: a project (or a failed chunk's range of projects) it could not charge.
+
+    Nothing a run failed to charge is dropped: the following billing beats retry each owed row, with
+    back-off, through the same set-based path as the run (charging.charge_chunk over the row's projects
+    and the run's scope), until it is charged; a run stays `partial` while one of its rows is owed.
+    Exactly once rests on the charges' deterministic keys, so a retry that races a re-run is harmless.
+    """
+
+    class Status(models.TextChoices):
+        OWED = "owed"  # retried by the billing beat from next_retry_at on
+        CHARGED = "charged"  # nothing of it is owed any more
+        SPLIT = "split"  # a chunk whose retry charged all but a few projects; those are owed one by one
+
+    run = models.ForeignKey(BillingRun, on_delete=models.PROTECT, related_name="owed_charges")
+    # The projects owed: one project (first == last, and `project` is set) or a chunk's id range.
+    first_project_id = models.BigIntegerField()
+    last_project_id = models.BigIntegerField()
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, null=True, blank=True, related_name="owed_charges")
+    # The run attempt's scope when it failed (earlier windows' usage written since then); a later
+    # attempt of the run only settles this row if its own scope is at least as wide.
+    late_usage_since = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OWED)
+    # Failed attempts so far (the run's and the retries'); the back-off doubles with each.
+    attempts = models.PositiveIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    failures = models.JSONField(default=list, blank=True,
+                                help_text="Of the last attempt: [{project_id, resource_type_id, window_start, reason}]")
+    # What retries of this row charged (the run's totals add them to its chunks').
+    charges_created = models.PositiveIntegerField(default=0)
+    credits_charged = models.BigIntegerField(default=0)  # micro-credits
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("retry_owedcharge", "Can retry owed billing now")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "first_project_id", "last_project_id"], name="owed_charge_unique_range"),
+            models.CheckConstraint(condition=Q(last_project_id__gte=models.F("first_project_id")),
+                                   name="owed_charge_range_forward"),
+        ]
+        indexes = [
+            # Serves the beat's "owed rows whose retry time has come" and "which runs still owe";
+            # a run's own rows are found by the unique index (it starts with the run).
+            models.Index(fields=["status", "next_retry_at"], name="owed_charge_due"),
+        ]
+
+    def __str__(self) -> str:
+        projects = (f"project {self.first_project_id}" if self.first_project_id == self.last_project_id
+                    else f"projects {self.first_project_id}-{self.last_project_id}")
+        return f"{projects} of billing {self.run_id} ({self.status})"
+
+
 class Charge(models.Model):
     """Usage of one project, resource type and window turned into credits: one ledger transfer.
 
@@ -122,19 +180,21 @@ class Charge(models.Model):
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REGULAR)
-    # Quantity charged by this charge, in `unit` (the type's billing unit); an adjustment's is the growth,
-    # a reversal's the (negative) shrinkage.
-    quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
+    # Micro-units of `unit` (the type's billing unit) charged by this charge; an adjustment's is the
+    # growth, a reversal's the (negative) shrinkage.
+    quantity = models.BigIntegerField()
     unit = models.CharField(max_length=40)
-    # The window's whole usage when charged and what earlier charges of the window had covered.
-    window_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
-    previously_charged_quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES, default=0)
+    # The window's whole usage when charged and what earlier charges of the window had covered (micro-units).
+    window_quantity = models.BigIntegerField()
+    previously_charged_quantity = models.BigIntegerField(default=0)
     # The price version in force at the window's start; price_breakdown lists every version when a
     # price changed inside the window (one segment each: from, to, price id, unit price, per, rate);
     # empty when one version covered the whole window.
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="charges", db_index=False, db_constraint=False)
-    # Credits per unit of `unit`, time-weighted over the window's price segments (exact, not rounded).
-    rate = models.DecimalField(max_digits=40, decimal_places=18)
+    # Pico-credits per unit of `unit`: the price in force, or for a window spanning a price change the
+    # segments' rates weighted by time and rounded once to 12 places (money.weighted_rate_picos).
+    # amount == money.charge_micros(window_quantity, rate) - what earlier charges took, exactly.
+    rate = models.BigIntegerField()
     price_breakdown = models.JSONField(default=list)
     amount = models.BigIntegerField(help_text="Micro-credits; zero when the usage rounds to nothing, negative for a reversal.")
     # The transfer carries the charge's idempotency key, so key lookups find one from the other; no

@@ -9,15 +9,19 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from creditservice.lib.admin import ReadOnlyAdmin
+from creditservice.lib.admin import FixedPointInput, ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.money import format_micros, format_rate, parse_rate
 from quotas.models import ResourceType
 
 from . import services, tasks
-from .models import CollectionWindow, MetricQuery, Price, UsageEvent, UsageRecord
+from .models import MAX_PRICE_PER_SECOND_PICOS, CollectionWindow, MetricQuery, Price, UsageEvent, UsageRecord
 from .pricing import price_per_matches_metering
 
 
 class PriceVersionForm(forms.ModelForm):
+    # Typed in credits with up to 12 places ("0.04"), stored as pico-credits.
+    unit_price = FixedPointInput(parse=parse_rate, show=format_rate)
+
     class Meta:
         model = Price
         fields = ["resource_type", "unit_price", "per", "effective_from"]
@@ -40,6 +44,9 @@ class PriceVersionForm(forms.ModelForm):
         per = cleaned.get("per")
         if resource_type and per and not price_per_matches_metering(per, resource_type.metering):
             self.add_error("per", f"{resource_type.code} is billed in {resource_type.billing_unit}")
+        unit_price = cleaned.get("unit_price")
+        if per == Price.Per.UNIT_SECOND and unit_price is not None and unit_price > MAX_PRICE_PER_SECOND_PICOS:
+            self.add_error("unit_price", f"a price per unit-second is at most {format_rate(MAX_PRICE_PER_SECOND_PICOS)}")
         effective_from = cleaned.get("effective_from")
         latest = Price.objects.filter(resource_type=resource_type).order_by("-effective_from").first() if resource_type else None
         if latest and effective_from and effective_from <= latest.effective_from:
@@ -53,10 +60,12 @@ class PriceAdmin(admin.ModelAdmin):
     """Adding a price adds a version (the service closes the previous one); versions are read-only."""
 
     form = PriceVersionForm
-    list_display = ["resource_type", "unit_price", "per", "effective_from", "effective_to", "created_by"]
+    list_display = ["resource_type", "unit_price_display", "per", "effective_from", "effective_to", "created_by"]
     list_filter = ["resource_type", "per"]
     list_select_related = ["resource_type"]
     ordering = ["resource_type__code", "-effective_from"]
+
+    unit_price_display = fixed_point_column("unit_price", "unit price (credits)", format_rate)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict:
         return {**super().get_changeform_initial_data(request), "effective_from": timezone.now()}
@@ -101,7 +110,7 @@ class MetricQueryAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ["project", "resource_type", "window_start", "window_end", "quantity", "source", "updated_at"]
+    list_display = ["project", "resource_type", "window_start", "window_end", "quantity_display", "source", "updated_at"]
     list_filter = ["source", "resource_type"]
     search_fields = ["project__slug"]
     date_hierarchy = "window_start"
@@ -109,17 +118,27 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     list_select_related = ["project", "resource_type"]
     show_full_result_count = False
     ordering = ["-window_start", "project_id"]
+    # The detail page too shows the quantity as a decimal, not as micro-units.
+    fields = ["project", "resource_type", "window_start", "window_end", "quantity_display", "source",
+              "source_reference", "created_at", "updated_at"]
+    readonly_fields = ["quantity_display"]
+
+    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
 
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "project", "resource_type", "quantity", "timestamp", "window_start", "received_at"]
+    list_display = ["event_id", "project", "resource_type", "quantity_display", "timestamp", "window_start", "received_at"]
     list_filter = ["resource_type"]
     search_fields = ["event_id", "project__slug"]
     raw_id_fields = ["project"]
     list_select_related = ["project", "resource_type"]
     show_full_result_count = False
     ordering = ["-received_at"]
+    fields = ["project", "event_id", "resource_type", "quantity_display", "timestamp", "window_start", "received_at"]
+    readonly_fields = ["quantity_display"]
+
+    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
 
 
 @admin.register(CollectionWindow)

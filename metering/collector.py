@@ -19,7 +19,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from creditservice.lib.money import quantize_quantity
+from creditservice.lib.money import measured_to_micros
 from quotas.models import ResourceType
 from wallets.models import Project
 
@@ -125,8 +125,9 @@ def prometheus_query(promql: str, at: datetime) -> list[Sample]:
     return samples
 
 
-def to_billing_quantity(value: str, result_unit: str) -> Decimal:
-    """A sample value → the billing unit, quantized once at the stored scale. Raises ValueError."""
+def to_billing_quantity(value: str, result_unit: str) -> int:
+    """A sample value → micro-units of the billing unit, rounded once. Raises ValueError (MoneyError
+    is one) for what is not a number, not finite, negative or beyond the quantity bound."""
     try:
         number = Decimal(value)  # exact: the decimal text the store printed, not a float
     except InvalidOperation:
@@ -136,10 +137,10 @@ def to_billing_quantity(value: str, result_unit: str) -> Decimal:
     if number < 0:
         raise ValueError(f"negative: {value[:40]}")
     with localcontext() as context:
-        context.prec = 50  # the division is exact enough; the single rounding is quantize_quantity
+        context.prec = 50  # the division is exact enough; the single rounding is measured_to_micros
         if result_unit == MetricQuery.ResultUnit.SECONDS:
             number = number / SECONDS_PER_HOUR
-        return quantize_quantity(number)
+        return measured_to_micros(number)
 
 
 def _unit_problem(metric_query: MetricQuery) -> str:
@@ -178,7 +179,7 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: da
         return outcome
 
     problems: list[str] = []
-    by_slug: dict[str, Decimal] = {}
+    by_slug: dict[str, int] = {}
     for sample in samples:
         slug = sample.labels.get(metric_query.project_label)
         if not slug:
@@ -190,9 +191,9 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: da
             problems.append(f"project {slug}: {exc}")
             continue
         # Several series for one project (a query not summed by project) add up.
-        by_slug[slug] = by_slug.get(slug, Decimal(0)) + quantity
+        by_slug[slug] = by_slug.get(slug, 0) + quantity
     projects = dict(Project.objects.filter(slug__in=list(by_slug)).values_list("slug", "id"))
-    quantities: dict[int, Decimal] = {}
+    quantities: dict[int, int] = {}
     for slug, quantity in by_slug.items():
         if slug in projects:
             quantities[projects[slug]] = quantity

@@ -12,25 +12,24 @@ difference as a late adjustment (see selectors.usage_totals(changed_since=...)).
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
-from creditservice.lib.money import MoneyError, to_decimal
+from creditservice.lib.money import MoneyError
 from quotas.models import ResourceType
+from quotas.quantities import parse_quantity
 from wallets.models import Project
 
-from .models import QUANTITY_PLACES, UsageEvent, UsageRecord
+from .models import UsageEvent, UsageRecord
 from .windows import window_length
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 MAX_EVENT_ID_LENGTH = 200
-MAX_QUANTITY = Decimal(10) ** 12
 FUTURE_TOLERANCE = timedelta(minutes=5)
 PUSH_REFERENCE = "pushed events"
 
@@ -61,7 +60,7 @@ class _Event:
     event_id: str
     project_id: int
     resource_type_id: int
-    quantity: Decimal
+    quantity: int  # micro-units
     timestamp: datetime
     window_start: datetime
 
@@ -69,7 +68,7 @@ class _Event:
 _FIELDS = {"id", "project", "resource_type", "quantity", "timestamp"}
 
 
-def _parse(raw: Any) -> tuple[tuple[str, str, str, Decimal, datetime] | None, str]:
+def _parse(raw: Any) -> tuple[tuple[str, str, str, int, datetime] | None, str]:
     """One event's shape → (id, project slug, type code, quantity, timestamp) or (None, why)."""
     if not isinstance(raw, dict):
         return None, "an event is an object"
@@ -86,11 +85,10 @@ def _parse(raw: Any) -> tuple[tuple[str, str, str, Decimal, datetime] | None, st
     if not isinstance(resource_type, str) or not resource_type:
         return None, "resource_type must be a resource type code"
     try:
-        quantity = to_decimal(raw["quantity"], scale=QUANTITY_PLACES)
+        # The one grammar of amounts and quantities; zero is a valid measurement.
+        quantity = parse_quantity(raw["quantity"], allow_zero=True)
     except MoneyError as exc:
-        return None, f"quantity: {exc}"
-    if quantity < 0 or quantity >= MAX_QUANTITY:
-        return None, "quantity must be zero or more and below 10^12"
+        return None, f"quantity {exc}"
     stamp = raw["timestamp"]
     if not isinstance(stamp, str):
         return None, "timestamp must be an ISO 8601 string with a time zone"
@@ -114,7 +112,7 @@ def usage_events_ingest(*, events: list[Any], allowed_project_id: int | None, no
     newest = now + FUTURE_TOLERANCE
     length = int(window_length().total_seconds())
 
-    parsed: list[tuple[int, tuple[str, str, str, Decimal, datetime]]] = []
+    parsed: list[tuple[int, tuple[str, str, str, int, datetime]]] = []
     result = IngestResult(results=[{} for _ in events])
     for index, raw in enumerate(events):
         event, why = _parse(raw)
@@ -187,7 +185,7 @@ _RECORDS = UsageRecord._meta.db_table
 
 _PG_SQL = f"""
 WITH incoming AS (
-    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::numeric[], %s::timestamptz[], %s::timestamptz[])
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])
         AS t(project_id, event_id, resource_type_id, quantity, ts, window_start)
 ), inserted AS (
     INSERT INTO {_EVENTS} (project_id, event_id, resource_type_id, quantity, "timestamp", window_start, received_at)
@@ -234,7 +232,7 @@ def _store_generic(events: list[_Event], *, now: datetime, length: timedelta) ->
             values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             params: list[Any] = []
             for e in chunk:
-                params += [e.project_id, e.event_id, e.resource_type_id, str(e.quantity), adapt(e.timestamp),
+                params += [e.project_id, e.event_id, e.resource_type_id, e.quantity, adapt(e.timestamp),
                            adapt(e.window_start), stamp]
             cursor.execute(
                 f'INSERT INTO {_EVENTS} (project_id, event_id, resource_type_id, quantity, "timestamp", window_start, '
@@ -242,18 +240,18 @@ def _store_generic(events: list[_Event], *, now: datetime, length: timedelta) ->
                 params,
             )
             inserted.update((row[0], row[1]) for row in cursor.fetchall())
-        sums: dict[tuple[int, int, datetime], Decimal] = {}
+        sums: dict[tuple[int, int, datetime], int] = {}
         for e in events:
             if (e.project_id, e.event_id) in inserted:
                 group = (e.project_id, e.resource_type_id, e.window_start)
-                sums[group] = sums.get(group, Decimal(0)) + e.quantity
+                sums[group] = sums.get(group, 0) + e.quantity
         cursor.executemany(
             f"INSERT INTO {_RECORDS} (project_id, resource_type_id, window_start, window_end, quantity, source, "
             "source_reference, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (project_id, resource_type_id, window_start, source) "
             f"DO UPDATE SET quantity = {_RECORDS}.quantity + excluded.quantity, updated_at = excluded.updated_at",
             [
-                (project_id, type_id, adapt(window_start), adapt(window_start + length), str(quantity),
+                (project_id, type_id, adapt(window_start), adapt(window_start + length), quantity,
                  UsageRecord.Source.PUSH, PUSH_REFERENCE, stamp, stamp)
                 for (project_id, type_id, window_start), quantity in sorted(sums.items())
             ],

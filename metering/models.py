@@ -1,17 +1,21 @@
 """Usage metering: versioned prices, usage records per window, pushed events and PromQL collection.
 
-Quantities are exact decimals with 6 places (money.SCALE) in the resource type's billing unit:
-unit-hours for duration types (vm-hours, GiB-hours), units for count types (GiB of egress).
+Quantities are integer micro-units (creditservice/lib/money.py, 1 unit = 1,000,000) of the resource
+type's billing unit: unit-hours for duration types (vm-hours, GiB-hours), units for count types (GiB
+of egress). Prices are integer pico-credits (10^-12 credit) per `per`. Integers, because SQLite keeps
+decimal columns as floats: both backends must add and compare them exactly.
 """
 
 from django.db import models
 from django.db.models import F, Q
 
+from creditservice.lib.money import MAX_RATE_PICOS, format_micros, format_rate
 from quotas.models import ResourceType
 from wallets.models import Project
 
-QUANTITY_DIGITS = 20
-QUANTITY_PLACES = 6
+# A price per unit-second becomes a rate per unit-hour (× 3600) when a window is charged; bounding it
+# by MAX_RATE_PICOS / 3600 keeps that rate inside MAX_RATE_PICOS too.
+MAX_PRICE_PER_SECOND_PICOS = MAX_RATE_PICOS // 3600
 
 
 class Price(models.Model):
@@ -25,8 +29,10 @@ class Price(models.Model):
         UNIT = "unit", "per unit (counted resources)"
 
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="prices")
-    # Credits, not micro-credits: a rate may carry more places than a balance; a charge is rounded once.
-    unit_price = models.DecimalField(max_digits=30, decimal_places=12, help_text="Credits per `per`.")
+    # Pico-credits (10^-12 credit) per `per`: a rate carries more places than a balance (12, as the
+    # decimal column it replaces had); a charge is rounded once. At most money.MAX_RATE_PICOS per
+    # unit or unit-hour, and that / 3600 per unit-second, so a rate per billing unit fits 64 bits.
+    unit_price = models.BigIntegerField(help_text="Pico-credits (10^-12 credit) per `per`.")
     per = models.CharField(max_length=12, choices=Per.choices)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True, help_text="Set when the next version starts.")
@@ -37,6 +43,11 @@ class Price(models.Model):
         ordering = ["resource_type", "-effective_from"]
         constraints = [
             models.CheckConstraint(condition=Q(unit_price__gte=0), name="price_not_negative"),
+            models.CheckConstraint(
+                condition=Q(per="unit_second", unit_price__lte=MAX_PRICE_PER_SECOND_PICOS)
+                | (~Q(per="unit_second") & Q(unit_price__lte=MAX_RATE_PICOS)),
+                name="price_within_bound",
+            ),
             models.CheckConstraint(
                 condition=Q(effective_to__isnull=True) | Q(effective_to__gt=F("effective_from")),
                 name="price_period_forward",
@@ -49,7 +60,8 @@ class Price(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.resource_type.code} {self.unit_price} {self.get_per_display()} from {self.effective_from:%Y-%m-%d %H:%M}"
+        return (f"{self.resource_type.code} {format_rate(self.unit_price)} {self.get_per_display()} "
+                f"from {self.effective_from:%Y-%m-%d %H:%M}")
 
 
 class MetricQuery(models.Model):
@@ -97,8 +109,8 @@ class UsageRecord(models.Model):
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="usage_records")
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()
-    # In the type's billing unit (ResourceType.billing_unit).
-    quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
+    # Micro-units of the type's billing unit (ResourceType.billing_unit).
+    quantity = models.BigIntegerField()
     source = models.CharField(max_length=12, choices=Source.choices)
     source_reference = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -120,7 +132,8 @@ class UsageRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.project_id}/{self.resource_type_id} {self.window_start:%Y-%m-%d %H:%M} {self.quantity} ({self.source})"
+        return (f"{self.project_id}/{self.resource_type_id} {self.window_start:%Y-%m-%d %H:%M} "
+                f"{format_micros(self.quantity)} ({self.source})")
 
 
 class UsageEvent(models.Model):
@@ -129,7 +142,8 @@ class UsageEvent(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="usage_events")
     event_id = models.CharField(max_length=200)
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="usage_events")
-    quantity = models.DecimalField(max_digits=QUANTITY_DIGITS, decimal_places=QUANTITY_PLACES)
+    # Micro-units of the type's billing unit.
+    quantity = models.BigIntegerField()
     timestamp = models.DateTimeField()
     window_start = models.DateTimeField()
     received_at = models.DateTimeField()

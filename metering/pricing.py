@@ -7,7 +7,6 @@ as per-hour is the 3600x error a peer system shipped.
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, localcontext
 
 from django.db.models import Q
 
@@ -100,13 +99,12 @@ def price_segments(resource_type: ResourceType | int, window_start: datetime, wi
     return segments
 
 
-def charge_for(quantity: Decimal, quantity_unit: str, price: Price) -> int:
-    """quantity (in quantity_unit) x price → integer micro-credits, rounded once by the money module.
+def charge_for(quantity: int, quantity_unit: str, price: Price) -> int:
+    """quantity (micro-units of quantity_unit) x price → integer micro-credits, rounded once by the money module.
 
     Duration quantities are converted to the price's time unit explicitly; a count priced per time,
     or a duration priced per unit, raises UnitMismatch instead of guessing.
     """
-    quantity = Decimal(quantity)
     per = price.per
     if quantity_unit == QuantityUnit.UNITS:
         if per != Price.Per.UNIT:
@@ -116,18 +114,16 @@ def charge_for(quantity: Decimal, quantity_unit: str, price: Price) -> int:
             raise UnitMismatch(f"a duration ({quantity_unit}) cannot be charged with a price per unit")
     else:
         raise UnitMismatch(f"unknown quantity unit {quantity_unit!r}")
-    # Bring the quantity into the price's unit; exact in Decimal (50 digits keep the /3600 case
-    # exact enough), and the only rounding is the one in charge_micros.
-    with localcontext() as context:
-        context.prec = 50
-        if quantity_unit == QuantityUnit.UNIT_HOURS and per == Price.Per.UNIT_SECOND:
-            quantity = quantity * SECONDS_PER_HOUR
-        elif quantity_unit == QuantityUnit.UNIT_SECONDS and per == Price.Per.UNIT_HOUR:
-            quantity = quantity / SECONDS_PER_HOUR
-        return charge_micros(quantity, price.unit_price)
+    # Bring the quantity into the price's unit; integers, so exact, and the only rounding is the one
+    # in charge_micros (seconds priced per hour divide the product, not the quantity).
+    if quantity_unit == QuantityUnit.UNIT_HOURS and per == Price.Per.UNIT_SECOND:
+        return charge_micros(quantity * SECONDS_PER_HOUR, price.unit_price)
+    if quantity_unit == QuantityUnit.UNIT_SECONDS and per == Price.Per.UNIT_HOUR:
+        return charge_micros(quantity, price.unit_price, rate_per=SECONDS_PER_HOUR)
+    return charge_micros(quantity, price.unit_price)
 
 
-def charge_for_usage(quantity: Decimal, resource_type: ResourceType, price: Price) -> int:
+def charge_for_usage(quantity: int, resource_type: ResourceType, price: Price) -> int:
     """A UsageRecord quantity (the type's billing unit) x price; also refuses a price of another type."""
     if price.resource_type_id != resource_type.id:
         raise UnitMismatch(f"price {price.id} is for another resource type")

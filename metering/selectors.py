@@ -13,8 +13,8 @@ def usage_totals(
 ) -> QuerySet:
     """Usage per (project, resource type, window), summed over sources; at least one filter is needed.
 
-    Rows are dicts: project_id, resource_type_id, window_start, window_end, quantity (Decimal, the
-    type's billing unit), updated_at (latest change of any record of that window), record_count.
+    Rows are dicts: project_id, resource_type_id, window_start, window_end, quantity (integer
+    micro-units of the type's billing unit), updated_at (latest change of any record of that window), record_count.
     Ordered by project_id, resource_type_id, window_start.
 
     changed_since selects windows with a record written at or after that moment. updated_at is the

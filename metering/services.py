@@ -5,16 +5,16 @@ Pushed events have their own module (ingest.py) because their hot path is set-ba
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from creditservice.lib.errors import ApiError, ValidationFailed
+from creditservice.lib.money import MAX_RATE_PICOS, format_rate
 from quotas.models import ResourceType
 
-from .models import CollectionWindow, MetricQuery, Price, UsageRecord
+from .models import MAX_PRICE_PER_SECOND_PICOS, CollectionWindow, MetricQuery, Price, UsageRecord
 from .pricing import price_per_matches_metering
 
 
@@ -24,23 +24,24 @@ class PriceHistoryProtected(ApiError):
 
 
 def price_version_add(
-    *, resource_type: ResourceType, unit_price: Decimal, per: str, effective_from: datetime | None = None,
+    *, resource_type: ResourceType, unit_price: int, per: str, effective_from: datetime | None = None,
     actor: str = "",
 ) -> Price:
-    """Add a price version from `effective_from` (default now) and close the one before it.
+    """Add a price version (unit_price: pico-credits per `per`) from `effective_from` (default now)
+    and close the one before it.
 
     History is never rewritten: the new version must start after the latest existing version
     started, and the only change made to an older version is setting its open effective_to.
     """
     effective_from = effective_from or timezone.now()
-    unit_price = Decimal(unit_price)
     if per not in Price.Per.values:
         raise ValidationFailed({"per": [f"must be one of {', '.join(Price.Per.values)}"]})
     if not price_per_matches_metering(per, resource_type.metering):
         raise ValidationFailed({"per": [f"{resource_type.code} is billed in {resource_type.billing_unit}; "
                                         f"a price {Price.Per(per).label} does not apply"]})
-    if not unit_price.is_finite() or unit_price < 0:
-        raise ValidationFailed({"unit_price": ["must be a number, zero or more"]})
+    maximum = MAX_PRICE_PER_SECOND_PICOS if per == Price.Per.UNIT_SECOND else MAX_RATE_PICOS
+    if isinstance(unit_price, bool) or not isinstance(unit_price, int) or not 0 <= unit_price <= maximum:
+        raise ValidationFailed({"unit_price": [f"must be zero or more and at most {format_rate(maximum)} credits"]})
     with transaction.atomic():
         # Lock the type so two staff changes at once are serialized (lock, re-check, write).
         ResourceType.objects.select_for_update().get(id=resource_type.id)
@@ -58,10 +59,10 @@ def price_version_add(
 
 
 def usage_records_store(
-    *, resource_type_id: int, window_start: datetime, window_end: datetime, quantities: dict[int, Decimal],
+    *, resource_type_id: int, window_start: datetime, window_end: datetime, quantities: dict[int, int],
     source: str, source_reference: str,
 ) -> int:
-    """Set the quantity of one source's records for a window (project id → quantity); idempotent.
+    """Set the quantity of one source's records for a window (project id → micro-units); idempotent.
 
     A re-collection replaces the value; updated_at only moves when the quantity changes, so billing's
     "changed since my run" finds real changes only. Returns the number of rows written.

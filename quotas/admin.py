@@ -11,18 +11,38 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from creditservice.lib.money import MoneyError, format_amount, micros_to_decimal, parse_amount
+from creditservice.lib.admin import FixedPointInput, fixed_point_column
+from creditservice.lib.money import format_amount, parse_amount
 from wallets.admin import ProjectAdmin, ReadOnlyAdmin
 from wallets.models import Project
 
 from . import services
 from .errors import ReservationEnded
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
-from .quantities import format_quantity
+from .quantities import format_quantity, parse_quantity
+
+
+def _quantity_input(**kwargs) -> FixedPointInput:
+    """A limit typed as a decimal of the type's unit ("2.5"), stored as micro-units."""
+    return FixedPointInput(parse=lambda text: parse_quantity(text, allow_zero=True), show=format_quantity, **kwargs)
+
+
+def _credits_input(**kwargs) -> FixedPointInput:
+    """Credits typed as a decimal ("12.5"), stored as micro-credits."""
+    return FixedPointInput(parse=lambda text: parse_amount(text, allow_zero=True), show=format_amount, **kwargs)
+
+
+class QuotaDefaultForm(forms.ModelForm):
+    limit = _quantity_input(help_text="In the type's unit, a decimal with at most 6 places.")
+
+    class Meta:
+        model = QuotaDefault
+        fields = ["limit"]
 
 
 class QuotaDefaultInline(admin.TabularInline):
     model = QuotaDefault
+    form = QuotaDefaultForm
     extra = 0
     max_num = 1
     verbose_name = "default limit for projects without their own quota"
@@ -39,35 +59,31 @@ class ResourceTypeAdmin(admin.ModelAdmin):
         return ["code"] if obj else []
 
 
+class QuotaForm(forms.ModelForm):
+    limit = _quantity_input(required=False, help_text="Empty: no limit (usage is still tracked).")
+
+    class Meta:
+        model = Quota
+        fields = ["resource_type", "limit"]
+
+
 class QuotaInline(admin.TabularInline):
     model = Quota
+    form = QuotaForm
     extra = 0
-    fields = ["resource_type", "limit", "used", "reserved", "updated_at"]
-    # used and reserved are moved only by reservations and releases (quotas/services.py). A row is
+    fields = ["resource_type", "limit", "used_display", "reserved_display", "updated_at"]
+    # used and reserved are moved only by reservations and releases (quotas/services). A row is
     # never deleted, since pending holds point at it: an empty limit means "no limit".
     can_delete = False
-    readonly_fields = ["used", "reserved", "updated_at"]
+    readonly_fields = ["used_display", "reserved_display", "updated_at"]
 
-
-class CreditsInput(forms.CharField):
-    """Credits typed as a decimal ("12.5"), stored as micro-credits."""
-
-    def prepare_value(self, value):
-        return micros_to_decimal(value).normalize() if isinstance(value, int) else value
-
-    def to_python(self, value):
-        value = super().to_python(value)
-        if value in ("", None):
-            return None
-        try:
-            return parse_amount(value, allow_zero=True)
-        except MoneyError as exc:
-            raise forms.ValidationError(str(exc)) from None
+    used_display = fixed_point_column("used", "used", format_quantity)
+    reserved_display = fixed_point_column("reserved", "reserved", format_quantity)
 
 
 class BudgetForm(forms.ModelForm):
-    hard_limit = CreditsInput(help_text="Credits per calendar month (UTC).")
-    soft_limit = CreditsInput(required=False, help_text="Alert threshold in credits; nothing is refused at it.")
+    hard_limit = _credits_input(help_text="Credits per calendar month (UTC).")
+    soft_limit = _credits_input(required=False, help_text="Alert threshold in credits; nothing is refused at it.")
 
     class Meta:
         model = Budget
@@ -114,6 +130,10 @@ class ReservationAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     date_hierarchy = "created_at"
     actions = ["release"]
+    fields = ["project", "resource_type", "quantity_display", "amount_display", "status", "expires_at",
+              "committed_display", "idempotency_scope", "idempotency_key", "request_fingerprint", "actor",
+              "created_at", "ended_at"]
+    readonly_fields = ["quantity_display", "amount_display", "committed_display"]
 
     @admin.display(description="quantity")
     def quantity_display(self, obj: Reservation) -> str:

@@ -29,11 +29,11 @@ round trips, is the limit. Turn it on where the database has cores to spare or i
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
 
+from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_QUANTITY_MICROS
 from wallets import ledger
 from wallets.models import Account, Transfer
 
@@ -56,7 +56,10 @@ def _reserve_sql(scoped: bool) -> str:
         "WITH src AS ("
         "SELECT p.id AS project_id, p.slug, p.status, p.status = 'active' AS admits, a.id AS wallet_id, "
         f"EXISTS (SELECT 1 FROM {_BUDGET} b WHERE b.project_id = p.id) AS has_budget, "
-        "COALESCE(%(amount)s::bigint, %(hourly_cost)s::bigint * COALESCE(p.min_runtime_hours, %(hours)s)) AS amount, "
+        # hourly_cost × hours in numeric, capped just above one amount's bound so it fits the bigint
+        # columns; services refuses (and rolls back) a capped amount as a 400 on hourly_cost.
+        "COALESCE(%(amount)s::bigint, LEAST(%(hourly_cost)s::numeric * COALESCE(p.min_runtime_hours, %(hours)s), "
+        "%(amount_cap)s)::bigint) AS amount, "
         "%(now)s::timestamptz AS now "
         f"FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE p.slug = %(slug)s{scope}), "
         # (1) The reservation row claims the Idempotency-Key first, as in services: a retry of a
@@ -75,8 +78,10 @@ def _reserve_sql(scoped: bool) -> str:
         f'SELECT r.project_id, %(type_id)s, (SELECT d."limit" FROM {_DEFAULT} d WHERE d.resource_type_id = %(type_id)s), '
         "0, %(quantity)s, %(now)s FROM r JOIN w ON true "
         f"ON CONFLICT (project_id, resource_type_id) DO UPDATE SET reserved = {_QUOTA}.reserved + excluded.reserved, "
-        f'updated_at = excluded.updated_at WHERE {_QUOTA}."limit" IS NULL '
-        f'OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit" '
+        f'updated_at = excluded.updated_at WHERE ({_QUOTA}."limit" IS NULL '
+        f'OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit") '
+        # As in services: without a limit too, the holds stay within one quantity's bound.
+        f"AND {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {MAX_QUANTITY_MICROS} "
         'RETURNING "limit", used, reserved) '
         "SELECT src.project_id, src.slug, src.status, src.amount, src.has_budget, src.wallet_id, "
         "(SELECT count(*) FROM w), (SELECT id FROM r), (SELECT count(*) FROM q), "
@@ -98,12 +103,13 @@ class ReserveOutcome:
     held: bool  # the wallet hold was taken
     reservation_id: int | None  # None with held: the Idempotency-Key was already used
     quota_held: bool
-    quota_limit: Decimal | None
-    quota_used: Decimal | None
-    quota_reserved: Decimal | None
+    # Micro-units of the quota row the statement returned (None when it refused the hold).
+    quota_limit: int | None
+    quota_used: int | None
+    quota_reserved: int | None
 
 
-def reserve(*, slug: str, scope_project_id: int | None, resource_type_id: int, quantity: Decimal,
+def reserve(*, slug: str, scope_project_id: int | None, resource_type_id: int, quantity: int,
             amount: int | None, hourly_cost: int | None, expires_at: datetime, idempotency_scope: str,
             idempotency_key: str, fingerprint: str, actor: str, now: datetime) -> ReserveOutcome | None:
     """Run the reservation statement in the caller's transaction; None when no such project (for this caller)."""
@@ -113,6 +119,7 @@ def reserve(*, slug: str, scope_project_id: int | None, resource_type_id: int, q
         sql = _RESERVE_SQL[scoped] = _reserve_sql(scoped)
     params = {
         "amount": amount, "hourly_cost": hourly_cost, "hours": settings.MIN_RUNTIME_HOURS, "now": now, "slug": slug,
+        "amount_cap": MAX_AMOUNT_MICROS + 1,
         "scope_project": scope_project_id, "type_id": resource_type_id, "quantity": quantity,
         "expires_at": expires_at, "idem_scope": idempotency_scope, "idem_key": idempotency_key,
         "fingerprint": fingerprint, "actor": actor,
@@ -136,7 +143,8 @@ def _commit_sql(with_amount: bool, scoped: bool) -> str:
         "RETURNING id, project_id, resource_type_id, quantity, amount, committed_amount, expires_at, created_at), "
         "src AS (SELECT r.project_id, r.amount AS held, r.committed_amount AS charge, %(now)s::timestamptz AS now, "
         "'v1:reservation:' || r.id || ':commit' AS idempotency_key, 'reservation:' || r.id AS reference, "
-        "trim_scale(r.quantity)::text || ' ' || rt.code AS reason, %(actor)s::text AS actor, rt.code "
+        # The quantity in micro-units as the shortest decimal, as format_quantity writes it ("0.3 vm").
+        "trim_scale(r.quantity::numeric / 1000000)::text || ' ' || rt.code AS reason, %(actor)s::text AS actor, rt.code "
         f"FROM r JOIN {_RESOURCE_TYPE} rt ON rt.id = r.resource_type_id), "
         + ledger.commit_hold_ctes("src", wallet="w", transfer="tr", system_code=Account.System.REVENUE,
                                   kind=Transfer.Kind.RESERVATION)
@@ -155,7 +163,7 @@ _COMMIT_SQL: dict[tuple[bool, bool], str] = {}
 @dataclass(frozen=True)
 class CommitOutcome:
     project_id: int
-    quantity: Decimal
+    quantity: int  # micro-units
     held: int
     charge: int
     expires_at: datetime

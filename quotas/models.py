@@ -37,7 +37,8 @@ class QuotaDefault(models.Model):
     """
 
     resource_type = models.OneToOneField(ResourceType, on_delete=models.CASCADE, related_name="default_quota")
-    limit = models.DecimalField(max_digits=20, decimal_places=6)
+    # Micro-units of the type's unit (creditservice/lib/money.py: 1 unit = 1,000,000).
+    limit = models.BigIntegerField()
 
     class Meta:
         constraints = [models.CheckConstraint(condition=models.Q(limit__gte=0), name="quota_default_limit_not_negative")]
@@ -50,16 +51,17 @@ class Quota(models.Model):
     """How much of one resource type a project holds (used), is about to hold (reserved) and may hold (limit).
 
     A row with limit NULL tracks usage without a limit; no row at all also means no limit. Quantities
-    are in the resource type's unit. Only quotas/services.py writes used and reserved, by conditional
-    UPDATEs (used + reserved + requested <= limit) under the project's wallet row lock.
+    are integer micro-units of the resource type's unit (1 vm = 1,000,000), exact on every backend:
+    SQLite would keep a decimal column as a float, and 0.3 + 0.6 - 0.3 would no longer be 0.6. Only
+    quotas/services writes used and reserved, by conditional UPDATEs (used + reserved + requested <=
+    limit) under the project's wallet row lock.
     """
 
     project = models.ForeignKey("wallets.Project", on_delete=models.CASCADE, related_name="quotas")
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="quotas")
-    limit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True,
-                                help_text="Empty: no limit (usage is still tracked).")
-    used = models.DecimalField(max_digits=20, decimal_places=6, default=0)
-    reserved = models.DecimalField(max_digits=20, decimal_places=6, default=0)
+    limit = models.BigIntegerField(null=True, blank=True, help_text="Empty: no limit (usage is still tracked).")
+    used = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -89,7 +91,8 @@ class Reservation(models.Model):
 
     project = models.ForeignKey("wallets.Project", on_delete=models.PROTECT, related_name="reservations")
     resource_type = models.ForeignKey(ResourceType, on_delete=models.PROTECT, related_name="reservations")
-    quantity = models.DecimalField(max_digits=20, decimal_places=6)
+    # Micro-units held on the quota while pending.
+    quantity = models.BigIntegerField()
     # Micro-credits held on the wallet while pending.
     amount = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

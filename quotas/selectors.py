@@ -8,7 +8,6 @@ has released its hold: effective_status() and the `expired` sums below make that
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
@@ -17,10 +16,10 @@ from django.db.models import Q, Sum
 from creditservice.lib.money import format_amount
 from creditservice.lib.queries import db_datetime
 from wallets.models import Account, Project, Transfer
-from wallets.selectors import register_ledger_check
+from wallets.selectors import project_wallet_figures, register_ledger_check, register_overdue_holds
 
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
-from .quantities import as_quantity, format_quantity
+from .quantities import format_quantity
 
 _PROJECT = Project._meta.db_table
 _WALLET = Account._meta.db_table
@@ -104,7 +103,7 @@ def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
     return status
 
 
-def reservation_body(*, id: int, project: str, resource_type: str, quantity: Decimal, amount: int, status: str,
+def reservation_body(*, id: int, project: str, resource_type: str, quantity: int, amount: int, status: str,
                      expires_at: datetime, committed_amount: int | None, created_at: datetime,
                      ended_at: datetime | None, now: datetime) -> dict:
     return {
@@ -139,6 +138,14 @@ def reservations_with_status(queryset, status: str, now: datetime):
     return queryset.filter(status=status)
 
 
+@register_overdue_holds
+def overdue_holds(project_ids: list[int], now: datetime) -> dict[int, int]:
+    """Micro-credits held by pending reservations past expires_at, by project: admission treats them as
+    freed already, so every read of a wallet does too (wallets.selectors.wallet_figures)."""
+    rows = Reservation.objects.filter(project_id__in=project_ids, status=Reservation.Status.PENDING, expires_at__lte=now)
+    return dict(rows.values("project_id").annotate(s=Sum("amount")).values_list("project_id", "s"))
+
+
 # --- Quotas ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -146,9 +153,10 @@ class QuotaRow:
     resource_type: str
     display_name: str
     unit: str
-    limit: Decimal | None  # None: no limit
-    used: Decimal
-    reserved: Decimal  # without holds that are past expires_at
+    # Micro-units of the type's unit.
+    limit: int | None  # None: no limit
+    used: int
+    reserved: int  # without holds that are past expires_at
 
     @property
     def resource(self) -> str:
@@ -156,8 +164,8 @@ class QuotaRow:
         return self.display_name
 
     @property
-    def available(self) -> Decimal | None:
-        return None if self.limit is None else max(self.limit - self.used - self.reserved, Decimal(0))
+    def available(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used - self.reserved, 0)
 
     def as_body(self, project_slug: str) -> dict:
         return {
@@ -171,12 +179,11 @@ class QuotaRow:
         }
 
 
-def _overdue_quantities(project_id: int, now: datetime, resource_type_id: int | None = None) -> dict[int, Decimal]:
+def _overdue_quantities(project_id: int, now: datetime, resource_type_id: int | None = None) -> dict[int, int]:
     rows = Reservation.objects.filter(project_id=project_id, status=Reservation.Status.PENDING, expires_at__lte=now)
     if resource_type_id is not None:
         rows = rows.filter(resource_type_id=resource_type_id)
-    return {r["resource_type_id"]: as_quantity(r["q"])
-            for r in rows.values("resource_type_id").annotate(q=Sum("quantity"))}
+    return {r["resource_type_id"]: r["q"] for r in rows.values("resource_type_id").annotate(q=Sum("quantity"))}
 
 
 def project_quotas(project: Project | int, now: datetime | None = None) -> list[QuotaRow]:
@@ -187,9 +194,8 @@ def project_quotas(project: Project | int, now: datetime | None = None) -> list[
     overdue = _overdue_quantities(project_id, now or timezone.now())
     return [
         QuotaRow(resource_type=q.resource_type.code, display_name=q.resource_type.display_name,
-                 unit=q.resource_type.unit, limit=as_quantity(q.limit) if q.limit is not None else None,
-                 used=as_quantity(q.used),
-                 reserved=max(as_quantity(q.reserved) - overdue.get(q.resource_type_id, Decimal(0)), Decimal(0)))
+                 unit=q.resource_type.unit, limit=q.limit, used=q.used,
+                 reserved=max(q.reserved - overdue.get(q.resource_type_id, 0), 0))
         for q in Quota.objects.filter(project_id=project_id).select_related("resource_type").order_by("resource_type__code")
     ]
 
@@ -200,12 +206,10 @@ def quota_row(project_id: int, resource_type: ResourceType, now: datetime) -> Qu
     if quota is None:
         default = QuotaDefault.objects.filter(resource_type=resource_type).values_list("limit", flat=True).first()
         return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name,
-                        unit=resource_type.unit, limit=as_quantity(default) if default is not None else None,
-                        used=Decimal(0).quantize(Decimal("0.000001")), reserved=Decimal(0).quantize(Decimal("0.000001")))
-    overdue = _overdue_quantities(project_id, now, resource_type.id).get(resource_type.id, Decimal(0))
+                        unit=resource_type.unit, limit=default, used=0, reserved=0)
+    overdue = _overdue_quantities(project_id, now, resource_type.id).get(resource_type.id, 0)
     return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name, unit=resource_type.unit,
-                    limit=as_quantity(quota.limit) if quota.limit is not None else None, used=as_quantity(quota.used),
-                    reserved=max(as_quantity(quota.reserved) - overdue, Decimal(0)))
+                    limit=quota.limit, used=quota.used, reserved=max(quota.reserved - overdue, 0))
 
 
 # --- Budgets ---------------------------------------------------------------------------------
@@ -299,13 +303,10 @@ def budget_body(project_slug: str, status: BudgetStatus | None) -> dict:
 
 # --- Admission check (writes nothing) --------------------------------------------------------
 
-def admission_check(*, project: ProjectRef, resource_type: ResourceType, quantity: Decimal, amount: int,
+def admission_check(*, project: ProjectRef, resource_type: ResourceType, quantity: int, amount: int,
                     now: datetime) -> dict:
     """Would a reservation be admitted now? The same rules, in the same order, as reservation_create."""
-    wallet = Account.objects.filter(id=project.wallet_id).values("balance", "reserved").get()
-    overdue = Reservation.objects.filter(project_id=project.id, status=Reservation.Status.PENDING,
-                                         expires_at__lte=now).aggregate(s=Sum("amount"))["s"] or 0
-    available = wallet["balance"] - wallet["reserved"] + overdue
+    available = project_wallet_figures(project.id, now=now).available
     quota = quota_row(project.id, resource_type, now)
     budget = budget_status(project.id, now) if project.has_budget else None
     reason = None
@@ -345,14 +346,15 @@ def holds_match_pending_reservations() -> list[str]:
         if wallet["reserved"] != expected:
             drifts.append(f"wallet of project {wallet['project__slug']!r}: reserved {wallet['reserved']} != "
                           f"{expected} held by its pending reservations (micro-credits)")
-    quantities = {(r["project_id"], r["resource_type_id"]): as_quantity(r["q"])
+    quantities = {(r["project_id"], r["resource_type_id"]): r["q"]
                   for r in pending.values("project_id", "resource_type_id").annotate(q=Sum("quantity"))}
     for quota in Quota.objects.values("project_id", "project__slug", "resource_type_id", "resource_type__code", "reserved"):
-        expected = quantities.pop((quota["project_id"], quota["resource_type_id"]), Decimal(0))
-        if as_quantity(quota["reserved"]) != as_quantity(expected):
+        expected = quantities.pop((quota["project_id"], quota["resource_type_id"]), 0)
+        if quota["reserved"] != expected:
             drifts.append(f"quota {quota['resource_type__code']} of project {quota['project__slug']!r}: reserved "
-                          f"{quota['reserved']} != {expected} held by its pending reservations")
+                          f"{format_quantity(quota['reserved'])} != {format_quantity(expected)} held by its pending "
+                          "reservations")
     for (project_id, type_id), quantity in quantities.items():
-        drifts.append(f"project {project_id} has pending reservations of {quantity} on resource type {type_id} "
+        drifts.append(f"project {project_id} has pending reservations of {format_quantity(quantity)} on resource type {type_id} "
                       "but no quota row holding them")
     return drifts

@@ -8,13 +8,15 @@ from rest_framework import serializers
 
 from creditservice.lib.fields import CreditsField, StrictSerializer
 from creditservice.lib.money import MoneyError
+from creditservice.lib.pagination import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 
-from .quantities import parse_quantity
+from .quantities import format_quantity, parse_quantity
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "2"})
 class QuantityField(serializers.Field):
-    """A resource quantity as a decimal string: finite, at most 6 places, > 0 (or >= 0 with allow_zero)."""
+    """A resource quantity as a decimal string in money's one grammar, > 0 (or >= 0 with allow_zero);
+    integer micro-units inside."""
 
     default_error_messages = {"invalid": "{message}"}
 
@@ -28,8 +30,8 @@ class QuantityField(serializers.Field):
         except MoneyError as exc:
             self.fail("invalid", message=str(exc))
 
-    def to_representation(self, value):
-        return str(value)
+    def to_representation(self, value: int) -> str | None:
+        return format_quantity(value)
 
 
 class AdmissionSerializer(StrictSerializer):
@@ -48,8 +50,14 @@ class AdmissionSerializer(StrictSerializer):
 
 
 class ReservationCreateSerializer(AdmissionSerializer):
-    ttl_seconds = serializers.IntegerField(min_value=1, required=False,
-                                           help_text="Seconds until the hold expires; capped by RESERVATION_MAX_TTL_SECONDS.")
+    ttl_seconds = serializers.IntegerField(min_value=1, required=False, help_text=(
+        "Seconds until the hold expires: 1 to RESERVATION_MAX_TTL_SECONDS (86400 by default); more is a 400."))
+
+    def validate_ttl_seconds(self, value: int) -> int:
+        try:
+            return parse_ttl_seconds(value)
+        except MoneyError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ReservationCommitSerializer(StrictSerializer):
@@ -62,8 +70,8 @@ class ReservationReleaseSerializer(StrictSerializer):
 
 class ReservationFilterSerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=["pending", "committed", "released", "expired"], required=False)
-    cursor = serializers.CharField(required=False)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+    cursor = serializers.CharField(required=False, max_length=MAX_CURSOR_LENGTH)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)
 
 
 class QuotaLimitSerializer(StrictSerializer):
@@ -112,7 +120,7 @@ def parse_reservation(data: object) -> dict:
         ("quantity", True, parse_quantity),
         ("amount", False, lambda v: parse_amount(v, allow_zero=True)),
         ("hourly_cost", False, parse_amount),
-        ("ttl_seconds", False, _positive_int),
+        ("ttl_seconds", False, parse_ttl_seconds),
     )
     for name, required, parse in rules:
         if name not in data:
@@ -133,15 +141,23 @@ def parse_reservation(data: object) -> dict:
     return parsed
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+_SECONDS = re.compile(r"[0-9]{1,19}")
+
+
+def parse_ttl_seconds(value: object) -> int:
+    """A JSON integer (or a string of ASCII digits) from 1 to RESERVATION_MAX_TTL_SECONDS, read at call time.
+
+    Beyond the maximum is refused, not capped: a caller that asked for a day and silently got less
+    would find its resource's hold gone early.
+    """
+    from django.conf import settings
+
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _SECONDS.fullmatch(value))):
         raise MoneyError("A valid integer is required.")
-    try:
-        number = int(value)
-    except ValueError:
-        raise MoneyError("A valid integer is required.") from None
-    if number < 1:
-        raise MoneyError("Ensure this value is greater than or equal to 1.")
+    number = int(value)
+    maximum = settings.RESERVATION_MAX_TTL_SECONDS
+    if not 1 <= number <= maximum:
+        raise MoneyError(f"must be from 1 to {maximum} seconds (RESERVATION_MAX_TTL_SECONDS)")
     return number
 
 

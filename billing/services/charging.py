@@ -14,7 +14,6 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from operator import attrgetter
 
@@ -23,7 +22,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from creditservice.lib.errors import ApiError
-from creditservice.lib.money import charge_micros
+from creditservice.lib.money import charge_micros, format_micros
 from creditservice.lib.pg_arrays import unnest_select
 from creditservice.lib.queries import fetch_rows
 from metering import windows
@@ -38,7 +37,6 @@ from ..rates import WindowRate, window_rate
 log = logging.getLogger(__name__)
 
 KEY_VERSION = "v1"
-ZERO = Decimal(0)
 _CHARGE = Charge._meta.db_table
 
 
@@ -52,12 +50,13 @@ def regular_key(project_id: int, resource_code: str, window_start: datetime) -> 
     return f"{KEY_VERSION}:billing:{project_id}:{resource_code}:{_iso(window_start)}"
 
 
-def adjustment_key(project_id: int, resource_code: str, window_start: datetime, already_charged: Decimal,
+def adjustment_key(project_id: int, resource_code: str, window_start: datetime, already_charged: int,
                    charges_so_far: int) -> str:
     # The state is the key: two runs that saw the same state compute the same adjustment and collide
     # on it; any later change is a new state and a new key. The count of the window's charges is part
     # of it because the quantity alone can come back (3 → 2 → 3 → 2 would repeat a reversal's key).
-    return f"{regular_key(project_id, resource_code, window_start)}:n{charges_so_far}:adj:{already_charged.normalize():f}"
+    # already_charged is micro-units, written as the shortest decimal ("2.5"), as keys always were.
+    return f"{regular_key(project_id, resource_code, window_start)}:n{charges_so_far}:adj:{format_micros(already_charged)}"
 
 
 @dataclass
@@ -77,9 +76,10 @@ class _Planned:
     window_start: datetime
     window_end: datetime
     kind: str
-    quantity: Decimal
-    window_quantity: Decimal
-    previously_charged: Decimal
+    # Micro-units of the billing unit.
+    quantity: int
+    window_quantity: int
+    previously_charged: int
     rate: WindowRate
     amount: int
     key: str
@@ -93,7 +93,7 @@ def _failure(project_id: int, resource_type_id: int | None, window_start: dateti
 
 def _usage_groups(*, first_project_id: int, last_project_id: int, window_start: datetime,
                   late_since: datetime | None, late_from: datetime) -> dict[tuple, list]:
-    """(project, type, window) → [window_end, total quantity, record ids] for the chunk's projects.
+    """(project, type, window) → [window_end, total quantity (micro-units), record ids] for the chunk's projects.
 
     The run's window in full, plus earlier windows (from late_from) with a record written since
     late_since: a late event or a re-collection after those windows were billed.
@@ -121,7 +121,7 @@ def _usage_groups(*, first_project_id: int, last_project_id: int, window_start: 
             for record_id, project_id, type_id, start, end, quantity in late.values_list(
                     "id", "project_id", "resource_type_id", "window_start", "window_end", "quantity"):
                 if (project_id, type_id, start) in changed:
-                    group = groups.setdefault((project_id, type_id, start), [end, Decimal(0), []])
+                    group = groups.setdefault((project_id, type_id, start), [end, 0, []])
                     group[1] += quantity
                     group[2].append(record_id)
     return groups
@@ -174,7 +174,7 @@ def plan_chunk(*, first_project_id: int, last_project_id: int, window_start: dat
             cost = costs[(total, rate.rate)] = charge_micros(total, rate.rate)
         code = types[type_id].code
         if previous is None:
-            kind, key, previous_quantity, amount = Charge.Kind.REGULAR, regular_key(project_id, code, start), ZERO, cost
+            kind, key, previous_quantity, amount = Charge.Kind.REGULAR, regular_key(project_id, code, start), 0, cost
         else:
             previous_quantity, previous_amount, previous_count = previous
             kind = Charge.Kind.LATE_ADJUSTMENT if growth > 0 else Charge.Kind.REVERSAL
@@ -243,7 +243,6 @@ def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Writte
             if breakdown is None:
                 breakdown = breakdown_json[id(p.rate)] = json.dumps(p.rate.breakdown if len(p.rate.breakdown) > 1 else [])
             rows.append((
-                # Decimals stay Decimals: the array literal renders each distinct value once.
                 p.project_id, p.resource_type_id, adapt(p.window_start), adapt(p.window_end), p.kind, p.quantity,
                 p.rate.unit, p.window_quantity, p.previously_charged, p.rate.price_id, p.rate.rate,
                 breakdown, p.amount, transfer_ids.get(p.key) if p.amount else None, run_id, p.key,
@@ -268,8 +267,8 @@ _CHARGE_COLUMNS = (
     "previously_charged_quantity, price_id, rate, price_breakdown, amount, transfer_id, run_id, idempotency_key, "
     "usage_record_ids, created_at"
 )
-_PG_TYPES = ("bigint", "bigint", "timestamptz", "timestamptz", "text", "numeric", "text", "numeric", "numeric", "bigint",
-             "numeric", "jsonb", "bigint", "bigint", "bigint", "text", "jsonb", "timestamptz")
+_PG_TYPES = ("bigint", "bigint", "timestamptz", "timestamptz", "text", "bigint", "text", "bigint", "bigint", "bigint",
+             "bigint", "jsonb", "bigint", "bigint", "bigint", "text", "jsonb", "timestamptz")
 
 
 def _insert_charges(rows: list[tuple]) -> list[str]:

@@ -1,11 +1,15 @@
-"""Money: the one type, one scale and one rounding rule of creditservice.
+"""Money, quantities and rates: their types, scales, the one input grammar and the one rounding rule.
 
 Balances and amounts are integers of micro-credits (1 credit = 1,000,000 micros), the way ledgers
-such as Stripe keep integer minor units. JSON carries them as decimal strings with at most 6 places.
-Conversion and rounding happen here and nowhere else.
+such as Stripe keep integer minor units. Resource quantities are integers of micro-units at the
+same scale (1 vm = 1,000,000), and rates (credits per unit: a price, a charge's rate) are integers
+of pico-credits (1 credit = 10^12), so every backend stores and adds them exactly: SQLite has no
+exact decimal type (its "decimal" columns hold floats). JSON carries all three as decimal strings.
+Parsing, conversion, formatting and rounding happen here and nowhere else.
 """
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 MICROS_PER_CREDIT = 1_000_000
 SCALE = 6
@@ -14,50 +18,69 @@ MAX_AMOUNT_MICROS = 10**12 * MICROS_PER_CREDIT
 # Charges are rounded once, when they are made, half away from zero (a commercial rounding).
 CHARGE_ROUNDING = ROUND_HALF_UP
 
+# Quantities share the scale of money: 6 places, integer micro-units in the database.
+MICROS_PER_UNIT = 1_000_000
+# Largest quantity accepted in one request or event: 10^12 units (10^18 micro-units), so a sum of a
+# few of them (used + reserved + requested) stays inside a signed 64-bit column (9.2 × 10^18).
+MAX_QUANTITY_MICROS = 10**12 * MICROS_PER_UNIT
+
+# Rates: credits per unit at 12 places (a per-second price needs more places than a balance).
+RATE_SCALE = 12
+PICOS_PER_CREDIT = 10**RATE_SCALE
+# Largest rate per billing unit: 10^6 credits (10^18 picos, inside a signed 64-bit column). A price per
+# unit-second is at most this / 3600, so its rate per unit-hour obeys the same bound.
+MAX_RATE_PICOS = 10**6 * PICOS_PER_CREDIT
+
 _QUANTUM = Decimal(1).scaleb(-SCALE)
+
+# The one grammar of every amount and quantity a caller sends: a JSON string of ASCII digits with
+# an optional point and 1 to 6 decimals. No sign, exponent, spaces, "5." or ".5": Decimal() and
+# str.isdigit() would also take "1e2", " 5 ", "+5" and "٣" (an Arabic-Indic digit); [0-9] is ASCII only.
+_DECIMAL_FORM = re.compile(r"\A[0-9]+(?:\.[0-9]{1,6})?\Z")
+DECIMAL_FORM_MESSAGE = 'must be a decimal string such as "12.5" (ASCII digits, at most 6 decimal places)'
+# Staff type prices with up to 12 places, in the same form.
+_RATE_FORM = re.compile(r"\A[0-9]+(?:\.[0-9]{1,12})?\Z")
+RATE_FORM_MESSAGE = 'must be a decimal such as "0.04" (ASCII digits, at most 12 decimal places)'
+# More integer digits than any bound here has (without leading zeros): refused before int() reads it.
+_MAX_WHOLE_DIGITS = 19
 
 
 class MoneyError(ValueError):
-    """A value that is not an exact, acceptable amount of credits."""
+    """A value that is not an exact, acceptable amount, quantity or rate."""
 
 
-def to_decimal(value: object, *, scale: int = SCALE) -> Decimal:
-    """Parse a decimal string (or an int) exactly; floats are refused because they are not exact."""
-    if isinstance(value, bool) or isinstance(value, float):
-        raise MoneyError("send amounts as decimal strings, for example \"12.5\"")
-    if isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 40:
-            raise MoneyError("not a decimal number")
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            raise MoneyError("not a decimal number") from None
-    elif isinstance(value, Decimal):
-        number = value
-    else:
-        raise MoneyError("send amounts as decimal strings, for example \"12.5\"")
-    if not number.is_finite():
-        raise MoneyError("must be a finite number")
-    if number.as_tuple().exponent < -scale and number != number.quantize(Decimal(1).scaleb(-scale)):
-        raise MoneyError(f"at most {scale} decimal places")
+def _parse_fixed(value: object, *, form: re.Pattern, message: str, places: int, allow_zero: bool,
+                 maximum: int) -> int:
+    """The grammar check and the exact conversion to an integer at `places` decimals."""
+    if not isinstance(value, str) or not form.match(value):
+        raise MoneyError(message)
+    whole, _, fraction = value.partition(".")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > _MAX_WHOLE_DIGITS:
+        raise MoneyError(f"must be at most {_format_fixed(maximum, places)}")
+    number = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
+    if number == 0 and not allow_zero:
+        raise MoneyError("must be greater than zero")
+    if number > maximum:
+        raise MoneyError(f"must be at most {_format_fixed(maximum, places)}")
     return number
+
+
+def parse_micros(value: object, *, allow_zero: bool = False, maximum: int) -> int:
+    """A decimal string in the one grammar → integer millionths; anything else raises MoneyError."""
+    return _parse_fixed(value, form=_DECIMAL_FORM, message=DECIMAL_FORM_MESSAGE, places=SCALE,
+                        allow_zero=allow_zero, maximum=maximum)
 
 
 def parse_amount(value: object, *, allow_zero: bool = False) -> int:
     """A positive amount of credits (decimal string) → integer micro-credits."""
-    number = to_decimal(value)
-    if abs(number) > MAX_AMOUNT_MICROS // MICROS_PER_CREDIT:
-        # Checked before scaling so an absurd magnitude can never be rounded by the decimal context.
-        raise MoneyError("is too large")
-    micros = int(number * MICROS_PER_CREDIT)
-    if micros < 0 or (micros == 0 and not allow_zero):
-        raise MoneyError("must be greater than zero" if not allow_zero else "must not be negative")
-    if micros > MAX_AMOUNT_MICROS:
-        raise MoneyError("is too large")
-    return micros
+    return parse_micros(value, allow_zero=allow_zero, maximum=MAX_AMOUNT_MICROS)
+
+
+def parse_rate(value: object, *, maximum: int = MAX_RATE_PICOS) -> int:
+    """A rate typed by staff ("0.04", zero allowed) → integer pico-credits per unit."""
+    return _parse_fixed(value, form=_RATE_FORM, message=RATE_FORM_MESSAGE, places=RATE_SCALE, allow_zero=True,
+                        maximum=maximum)
 
 
 def credits_to_micros(value: Decimal | int | str) -> int:
@@ -68,27 +91,75 @@ def credits_to_micros(value: Decimal | int | str) -> int:
     return int(number)
 
 
+def credits_to_picos(value: Decimal | int | str) -> int:
+    """Exact conversion of a trusted rate (shipped prices, fixtures); refuses anything that would round."""
+    number = Decimal(value) * PICOS_PER_CREDIT
+    if number != number.to_integral_value():
+        raise MoneyError(f"{value} has more than {RATE_SCALE} decimal places")
+    return int(number)
+
+
+def _format_fixed(number: int, places: int) -> str:
+    """An integer at `places` decimals → the shortest exact decimal string ("12.5", "-3", "0.000001")."""
+    sign = "-" if number < 0 else ""
+    whole, fraction = divmod(abs(number), 10**places)
+    text = f"{whole}.{fraction:0{places}d}".rstrip("0").rstrip(".")
+    return sign + text if text != "0" else "0"
+
+
 def format_amount(micros: int) -> str:
     """Integer micro-credits → the shortest exact decimal string ("12.5", "-3", "0.000001")."""
-    number = Decimal(micros).scaleb(-SCALE)
-    text = format(number, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return _format_fixed(int(micros), SCALE)
 
 
-def charge_micros(quantity: Decimal, rate_credits: Decimal) -> int:
-    """quantity × rate (credits per unit) → micro-credits, rounded once with CHARGE_ROUNDING."""
-    exact = Decimal(quantity) * Decimal(rate_credits) * MICROS_PER_CREDIT
-    return int(exact.quantize(Decimal(1), rounding=CHARGE_ROUNDING))
+def format_micros(micros: int | None) -> str | None:
+    """Integer micro-units of a quantity → the shortest exact decimal string; None stays None (no limit)."""
+    return None if micros is None else _format_fixed(int(micros), SCALE)
 
 
-def quantize_quantity(value: Decimal, *, scale: int = SCALE) -> Decimal:
-    """A measured quantity (often a float from a metrics store) → exact Decimal at the stored scale."""
-    return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+def format_rate(picos: int) -> str:
+    """Integer pico-credits per unit → the shortest exact decimal string ("0.04", "0.000011111111")."""
+    return _format_fixed(int(picos), RATE_SCALE)
+
+
+def _divide_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator (> 0) rounded once with CHARGE_ROUNDING: half away from zero."""
+    quotient, remainder = divmod(abs(numerator), denominator)
+    if 2 * remainder >= denominator:
+        quotient += 1
+    return quotient if numerator >= 0 else -quotient
+
+
+def charge_micros(quantity_micros: int, rate_picos: int, *, rate_per: int = 1) -> int:
+    """quantity (micro-units) × rate (pico-credits per `rate_per` units) → micro-credits, rounded once.
+
+    micro-units × pico-credits = 10^-18 credits; one division by 10^12 (× rate_per) gives micro-credits.
+    Integers throughout, so the result is the same on every backend and in every process.
+    """
+    return _divide_half_up(quantity_micros * rate_picos, PICOS_PER_CREDIT * rate_per)
+
+
+def weighted_rate_picos(parts: list[tuple[int, int]]) -> int:
+    """The mean of rates (picos) weighted by integer shares (e.g. microseconds of a window), rounded once."""
+    total = sum(weight for _, weight in parts)
+    if total <= 0:
+        raise MoneyError("a weighted rate needs a positive total weight")
+    return _divide_half_up(sum(rate * weight for rate, weight in parts), total)
+
+
+def measured_to_micros(value: Decimal) -> int:
+    """A measured quantity (exact Decimal of what a metrics store printed, often float noise) →
+    micro-units, rounded once. Outside 0..MAX_QUANTITY_MICROS it raises MoneyError, checked before
+    scaling so an absurd magnitude ("1e400") can never meet the decimal context's precision."""
+    if not value.is_finite() or value < 0:
+        raise MoneyError("must be a finite number, zero or more")
+    if value > Decimal(MAX_QUANTITY_MICROS) / MICROS_PER_UNIT:
+        raise MoneyError(f"must be at most {format_micros(MAX_QUANTITY_MICROS)}")
+    return int((value * MICROS_PER_UNIT).quantize(Decimal(1), rounding=CHARGE_ROUNDING))
 
 
 def micros_to_decimal(micros: int) -> Decimal:
+    """For display and form values only (the admin); never for arithmetic."""
     return Decimal(micros).scaleb(-SCALE).quantize(_QUANTUM)
 
 

@@ -1,10 +1,8 @@
 """Template filters for amounts: exact decimal strings from creditservice.lib.money, grouped for reading."""
 
-from decimal import Decimal
-
 from django import template
 
-from creditservice.lib.money import format_amount
+from creditservice.lib.money import format_amount, format_micros
 
 register = template.Library()
 
@@ -43,14 +41,11 @@ def plain_credits(micros: int) -> str:
 
 
 @register.filter
-def quantity(value: Decimal | int | None) -> str:
-    """A resource quantity (Decimal, in the resource's unit) → the shortest exact string: "2", "0.5"."""
-    if value is None:
+def quantity(micros: int | None) -> str:
+    """A resource quantity (integer micro-units of the resource's unit) → the shortest exact string: "2", "0.5"."""
+    if micros is None:
         return ""
-    text = format(Decimal(value), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
+    return format_micros(int(micros))
 
 
 @register.filter

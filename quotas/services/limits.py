@@ -1,7 +1,5 @@
 """Quota limits, the release of quota usage, and budgets."""
 
-from decimal import Decimal
-
 from django.db import connection
 from django.utils import timezone
 
@@ -13,14 +11,14 @@ from ..selectors import db_datetime
 _QUOTA = Quota._meta.db_table
 
 
-def quota_set_limit(*, project_id: int, resource_type: ResourceType, limit: Decimal | None) -> None:
-    """Set (or, with None, remove) the limit. A limit below what is used and reserved refuses new
+def quota_set_limit(*, project_id: int, resource_type: ResourceType, limit: int | None) -> None:
+    """Set (or, with None, remove) the limit, in micro-units. A limit below what is used and reserved refuses new
     reservations; it never takes back what is already held."""
     Quota.objects.update_or_create(project_id=project_id, resource_type=resource_type, defaults={"limit": limit})
 
 
-def quota_release_usage(*, project_id: int, resource_type: ResourceType, quantity: Decimal) -> None:
-    """A resource was deleted: used -= quantity, never below zero (a repeated release cannot go negative)."""
+def quota_release_usage(*, project_id: int, resource_type: ResourceType, quantity: int) -> None:
+    """A resource was deleted: used -= quantity (micro-units), never below zero (a repeated release cannot go negative)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_QUOTA} SET used = CASE WHEN used > %s THEN used - %s ELSE 0 END, updated_at = %s "

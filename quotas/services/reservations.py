@@ -11,14 +11,13 @@ transaction changes two reservations: the expiry task expires them one transacti
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from creditservice.lib.errors import InsufficientCredits, NotFound
-from creditservice.lib.money import format_amount
+from creditservice.lib.errors import InsufficientCredits, NotFound, ValidationFailed
+from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account
@@ -26,7 +25,7 @@ from wallets.models import Account
 from .. import fastpath, selectors
 from ..errors import BudgetExceeded, ProjectSuspended, QuotaExceeded
 from ..models import Budget, Quota, Reservation
-from ..quantities import as_quantity, format_quantity
+from ..quantities import MAX_QUANTITY_MICROS, format_quantity
 from ..selectors import ProjectRef, db_datetime
 from .settlement import _QUOTA, _RESERVATION, reservations_expire
 
@@ -40,8 +39,19 @@ def reservation_ttl(ttl_seconds: int | None) -> timedelta:
 
 
 def hold_for_min_runtime(*, hourly_cost: int, project: ProjectRef) -> int:
-    """Micro-credits to hold so a resource costing hourly_cost per hour can run MIN_RUNTIME_HOURS (or the project's)."""
-    return hourly_cost * project.min_runtime_hours
+    """Micro-credits to hold so a resource costing hourly_cost per hour can run MIN_RUNTIME_HOURS (or the
+    project's). A product beyond one amount's bound (money.MAX_AMOUNT_MICROS) is a 400 on hourly_cost,
+    checked here before any SQL: it would overflow the bigint columns it is written to."""
+    amount = hourly_cost * project.min_runtime_hours
+    if amount > MAX_AMOUNT_MICROS:
+        raise min_runtime_hold_too_large(project.min_runtime_hours)
+    return amount
+
+
+def min_runtime_hold_too_large(hours: int | None) -> ValidationFailed:
+    runtime = f"{hours} h of minimum runtime" if hours is not None else "the project's minimum runtime"
+    return ValidationFailed({"hourly_cost": [
+        f"hourly_cost × {runtime} must be at most {format_amount(MAX_AMOUNT_MICROS)} credits"]})
 
 
 class _Refused(Exception):
@@ -77,22 +87,25 @@ _HOLD_QUOTA = (
     "WHERE 1 = 1 "
     f"ON CONFLICT (project_id, resource_type_id) DO UPDATE "
     f"SET reserved = {_QUOTA}.reserved + excluded.reserved, updated_at = excluded.updated_at "
-    f'WHERE {_QUOTA}."limit" IS NULL OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit" '
+    f'WHERE ({_QUOTA}."limit" IS NULL OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit") '
+    # Without a limit as well: used + reserved stays within one quantity's bound, so the sum of a
+    # project's holds never leaves the bigint column (each term is at most that bound).
+    f"AND {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {MAX_QUANTITY_MICROS} "
     'RETURNING "limit", used, reserved'
 )
 
 
-def _quota_refusal(project_id: int, resource_type_id: int, quantity: Decimal) -> QuotaExceeded:
+def _quota_refusal(project_id: int, resource_type_id: int, quantity: int) -> QuotaExceeded:
     row = Quota.objects.filter(project_id=project_id, resource_type_id=resource_type_id).values(
         "limit", "used", "reserved").first() or {"limit": 0, "used": 0, "reserved": 0}
     return QuotaExceeded(
         "the quota of this resource type does not allow this quantity",
-        limit=format_quantity(as_quantity(row["limit"])), used=format_quantity(as_quantity(row["used"])),
-        reserved=format_quantity(as_quantity(row["reserved"])), requested=format_quantity(quantity),
+        limit=format_quantity(row["limit"]), used=format_quantity(row["used"]),
+        reserved=format_quantity(row["reserved"]), requested=format_quantity(quantity),
     )
 
 
-def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: Decimal, amount: int, expires_at: datetime,
+def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, amount: int, expires_at: datetime,
                   scope: str, key: str, fingerprint: str, actor: str, now: datetime) -> int | None:
     """One attempt in one transaction; the new reservation's id, or None when the key was already used."""
     with transaction.atomic():
@@ -119,10 +132,10 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: Decim
             # (3) The quota row.
             cursor.execute(_HOLD_QUOTA, [project.id, resource_type_id, resource_type_id, quantity, db_datetime(now)])
             quota = cursor.fetchone()
-            if quota is None or (quota[0] is not None and as_quantity(quota[1]) + as_quantity(quota[2]) > as_quantity(quota[0])):
+            if quota is None or (quota[0] is not None and quota[1] + quota[2] > quota[0]):
                 raise _Refused(_quota_refusal(project.id, resource_type_id, quantity) if quota is None else QuotaExceeded(
                     "the quota of this resource type does not allow this quantity",
-                    limit=format_quantity(as_quantity(quota[0])), used=format_quantity(as_quantity(quota[1])),
+                    limit=format_quantity(quota[0]), used=format_quantity(quota[1]),
                     reserved="0", requested=format_quantity(quantity),
                 ), retry_after_expiry=True)
             # (4) The budget, read under the wallet row lock.
@@ -131,10 +144,10 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: Decim
             return row[0]
 
 
-def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], quantity: Decimal, amount: int,
+def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], quantity: int, amount: int,
                        ttl_seconds: int | None, idempotency_scope: str, idempotency_key: str, fingerprint: str,
                        actor: str, now: datetime | None = None) -> ReservationResult:
-    """Hold `amount` micro-credits on the wallet and `quantity` on the quota, in one transaction.
+    """Hold `amount` micro-credits on the wallet and `quantity` micro-units on the quota, in one transaction.
 
     resource_type: (id, code). Refusals raise ProjectSuspended (403), InsufficientCredits (402),
     QuotaExceeded (409) or BudgetExceeded (402) and write nothing. A repeated (scope, key) returns the
@@ -171,7 +184,7 @@ class _Replay(Exception):
 
 
 def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resource_type: tuple[int, str],
-                               quantity: Decimal, amount: int | None, hourly_cost: int | None, ttl_seconds: int | None,
+                               quantity: int, amount: int | None, hourly_cost: int | None, ttl_seconds: int | None,
                                idempotency_scope: str, idempotency_key: str, fingerprint: str, actor: str,
                                now: datetime | None = None) -> ReservationResult:
     """reservation_create for a service key that names the project by slug (scope_project_id: the one
@@ -215,10 +228,13 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
     return ReservationResult(body=body, created=True)
 
 
-def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: Decimal, now: datetime) -> None:
+def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: int, now: datetime) -> None:
     """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
     if done.reservation_id is None:
         raise _Replay()
+    if done.amount > MAX_AMOUNT_MICROS:
+        # hourly_cost × the project's hours, capped by the statement just above the bound (fastpath.py).
+        raise min_runtime_hold_too_large(None)
     if done.status != "active":
         raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
                                         status=done.status), retry_after_expiry=False)
@@ -232,7 +248,7 @@ def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity:
     if done.quota_limit is not None and done.quota_used + done.quota_reserved > done.quota_limit:
         # A first reservation of the type created the row with the staff default as its limit.
         raise _Refused(QuotaExceeded("the quota of this resource type does not allow this quantity",
-                                     limit=format_quantity(as_quantity(done.quota_limit)), used="0", reserved="0",
+                                     limit=format_quantity(done.quota_limit), used="0", reserved="0",
                                      requested=format_quantity(quantity)), retry_after_expiry=False)
     if done.has_budget:
         _check_budget(project_id=done.project_id, wallet_id=done.wallet_id, amount=done.amount, now=now)

@@ -3,7 +3,6 @@ documents the lock order both follow.
 """
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -16,7 +15,7 @@ from wallets.models import Account, Transfer
 from .. import fastpath, selectors
 from ..errors import ReservationEnded
 from ..models import Quota, Reservation
-from ..quantities import as_quantity, format_quantity
+from ..quantities import format_quantity
 from ..selectors import db_datetime
 
 _RESERVATION = Reservation._meta.db_table
@@ -41,7 +40,7 @@ def _end(reservation_id: int, status: str, now: datetime, *, committed_amount: i
         return cursor.fetchone()
 
 
-def _drop_quota_hold(project_id: int, resource_type_id: int, quantity: Decimal, *, to_used: bool, now: datetime) -> None:
+def _drop_quota_hold(project_id: int, resource_type_id: int, quantity: int, *, to_used: bool, now: datetime) -> None:
     used = "used + %s" if to_used else "used + 0 * %s"
     with connection.cursor() as cursor:
         cursor.execute(
@@ -120,7 +119,7 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     if row is not None:
         project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
         return selectors.reservation_body(
-            id=reservation_id, project=slug, resource_type=code, quantity=as_quantity(quantity), amount=held,
+            id=reservation_id, project=slug, resource_type=code, quantity=quantity, amount=held,
             status=Reservation.Status.COMMITTED, expires_at=_aware(expires_at), committed_amount=take,
             created_at=_aware(created_at), ended_at=now, now=now,
         )
@@ -135,7 +134,6 @@ def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | 
         row = _commit_pending(reservation_id, amount, project_id, now)
         if row is not None:
             project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
-            quantity = as_quantity(quantity)
             if take > 0:
                 ledger.commit_hold(
                     project_id=project_id_, wallet_id=wallet_id, held=held, amount=take, kind=Transfer.Kind.RESERVATION,
@@ -210,7 +208,7 @@ def _release_holds(row: tuple, now: datetime) -> None:
     project_id, type_id, quantity, held, _, _ = row
     if held > 0:
         ledger.release(wallet_id=ledger.wallet_account_id(project_id), amount=held)
-    _drop_quota_hold(project_id, type_id, as_quantity(quantity), to_used=False, now=now)
+    _drop_quota_hold(project_id, type_id, quantity, to_used=False, now=now)
 
 
 def reservation_expire(*, reservation_id: int, now: datetime | None = None) -> bool:
