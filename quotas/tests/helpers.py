@@ -1,10 +1,9 @@
 """Small helpers for the admission tests."""
 
-from decimal import Decimal
-
 from django.core.management import call_command
 
 from quotas.models import Quota, Reservation, ResourceType
+from quotas.quantities import parse_quantity
 from wallets.models import Project
 
 RESERVE = "/api/v1/reservations"
@@ -31,9 +30,14 @@ def wallet(client, slug="acme"):
     return client.get(f"/api/v1/projects/{slug}/wallet").json()
 
 
+def units(text: str) -> int:
+    """A quantity as callers write it ("2.5") → the micro-units the database holds."""
+    return parse_quantity(text, allow_zero=True)
+
+
 def set_quota(project: Project, code: str, limit: str | None) -> Quota:
     quota, _ = Quota.objects.update_or_create(project=project, resource_type=ResourceType.objects.get(code=code),
-                                              defaults={"limit": None if limit is None else Decimal(limit)})
+                                              defaults={"limit": None if limit is None else units(limit)})
     return quota
 
 

@@ -1,9 +1,8 @@
 """Staff screens: quotas and budget inline on the project, reservations read-only with a release action."""
 
-from decimal import Decimal
 
 from quotas.models import Budget, Quota, Reservation, ResourceType
-from quotas.tests.helpers import reserve, wallet
+from quotas.tests.helpers import reserve, units, wallet
 
 
 def _inline_post(project, **extra) -> dict:
@@ -34,7 +33,7 @@ def test_staff_set_a_quota_and_a_budget_in_credits_inline(admin_client, project)
            "budget-0-project": project.id},
     ))
     assert response.status_code == 302, response.content.decode()[-3000:]
-    assert Quota.objects.get(project=project, resource_type=vcpu).limit == Decimal(12)
+    assert Quota.objects.get(project=project, resource_type=vcpu).limit == units("12")
     assert (Budget.objects.get(project=project).hard_limit, Budget.objects.get(project=project).soft_limit) == (
         250_500_000, 200_000_000)
 

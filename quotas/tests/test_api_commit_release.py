@@ -1,14 +1,23 @@
 """POST /reservations/{id}/commit and /release, and expiry: each hold ends exactly once."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 from django.utils import timezone
 
 from quotas import services
 from quotas.models import Reservation
 from quotas.tasks import expire_reservations
-from quotas.tests.helpers import commit, counts, ledger_is_consistent, quota_of, release, reserve, set_quota, wallet
+from quotas.tests.helpers import (
+    commit,
+    counts,
+    ledger_is_consistent,
+    quota_of,
+    release,
+    reserve,
+    set_quota,
+    units,
+    wallet,
+)
 from wallets.models import Transfer
 from wallets.selectors import system_account_balance
 
@@ -23,7 +32,7 @@ def test_commit_charges_the_hold_and_turns_quota_into_usage(platform, project):
     assert response.status_code == 200, response.json()
     assert (response.json()["status"], response.json()["committed_amount"]) == ("committed", "10")
     assert (wallet(platform)["balance"], wallet(platform)["reserved"]) == ("90", "0")
-    assert (quota_of(project, "vm").used, quota_of(project, "vm").reserved) == (Decimal(2), Decimal(0))
+    assert (quota_of(project, "vm").used, quota_of(project, "vm").reserved) == (units("2"), units("0"))
     transfer = Transfer.objects.get(kind="reservation")
     assert (transfer.amount, transfer.reference) == (10_000_000, f"reservation:{created['id']}")
     assert system_account_balance("revenue") == 10_000_000
@@ -41,7 +50,7 @@ def test_a_zero_commit_charges_nothing_and_counts_usage(platform, project):
     created = reserve(platform, amount="10").json()
     assert commit(platform, created["id"], amount="0").status_code == 200
     assert (wallet(platform)["balance"], wallet(platform)["reserved"]) == ("100", "0")
-    assert quota_of(project, "vm").used == Decimal(1)
+    assert quota_of(project, "vm").used == units("1")
     assert not Transfer.objects.filter(kind="reservation").exists()
     assert ledger_is_consistent()
 
@@ -89,7 +98,7 @@ def test_release_gives_the_holds_back(platform, project):
     assert response.status_code == 200
     assert response.json()["status"] == "released"
     assert (wallet(platform)["balance"], wallet(platform)["reserved"]) == ("100", "0")
-    assert (quota_of(project, "vm").used, quota_of(project, "vm").reserved) == (Decimal(0), Decimal(0))
+    assert (quota_of(project, "vm").used, quota_of(project, "vm").reserved) == (units("0"), units("0"))
     assert reserve(platform).status_code == 201  # the quota has room again
     assert ledger_is_consistent()
 
@@ -169,7 +178,7 @@ def test_the_expiry_task_releases_overdue_holds_once(platform, project):
     assert Reservation.objects.get(id=overdue["id"]).status == "expired"
     assert Reservation.objects.get(id=live["id"]).status == "pending"
     assert wallet(platform)["reserved"] == "5"
-    assert quota_of(project, "vm").reserved == Decimal(1)
+    assert quota_of(project, "vm").reserved == units("1")
     assert ledger_is_consistent()
 
 

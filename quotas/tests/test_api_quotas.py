@@ -1,13 +1,12 @@
 """GET/PUT /projects/{slug}/quotas..., the release of usage, and POST /admission/check."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 from django.utils import timezone
 
 from creditservice.testing.fixtures import ServiceClient
 from quotas.models import Budget, Reservation
-from quotas.tests.helpers import CHECK, commit, quota_of, reserve, set_quota
+from quotas.tests.helpers import CHECK, commit, quota_of, reserve, set_quota, units
 from wallets.models import IdempotencyRecord, Project
 from wallets.tests.factories import ProjectFactory, member, scoped_key
 
@@ -36,14 +35,14 @@ def test_platform_sets_and_removes_a_limit(platform, project):
     response = platform.put(QUOTA, {"limit": "8.5"}, format="json")
     assert response.status_code == 200
     assert response.json()["limit"] == "8.5"
-    assert quota_of(project, "vcpu").limit == Decimal("8.5")
+    assert quota_of(project, "vcpu").limit == units("8.5")
     assert platform.put(QUOTA, {"limit": None}, format="json").json()["limit"] is None
 
 
 def test_a_limit_below_usage_refuses_new_reservations_only(platform, project):
     reserve(platform, resource_type="vcpu", quantity="4", amount="1")
     platform.put(QUOTA, {"limit": "2"}, format="json")
-    assert quota_of(project, "vcpu").reserved == Decimal(4)
+    assert quota_of(project, "vcpu").reserved == units("4")
     assert reserve(platform, resource_type="vcpu", quantity="1", amount="1").status_code == 409
 
 
@@ -80,7 +79,7 @@ def test_releasing_usage_lowers_used_never_below_zero(platform, project):
     assert response.status_code == 200, response.json()
     assert response.json()["used"] == "1"
     assert platform.post_idem(f"{QUOTA}/release", {"quantity": "5"}).json()["used"] == "0"
-    assert quota_of(project, "vcpu").used == Decimal(0)
+    assert quota_of(project, "vcpu").used == units("0")
 
 
 def test_a_retried_usage_release_releases_once(platform, project):
@@ -88,7 +87,7 @@ def test_a_retried_usage_release_releases_once(platform, project):
     platform.post_idem(f"{QUOTA}/release", {"quantity": "1"}, key="r1")
     again = platform.post_idem(f"{QUOTA}/release", {"quantity": "1"}, key="r1")
     assert again["Idempotent-Replayed"] == "true"
-    assert quota_of(project, "vcpu").used == Decimal(2)
+    assert quota_of(project, "vcpu").used == units("2")
 
 
 def test_a_bad_usage_release_is_400_and_writes_nothing(platform, project):

@@ -1,7 +1,6 @@
 """POST /reservations and GET /reservations/{id}: holds are taken whole or not at all."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.test import override_settings
@@ -9,7 +8,16 @@ from django.utils import timezone
 
 from creditservice.testing.fixtures import ServiceClient
 from quotas.models import Budget, QuotaDefault, Reservation, ResourceType
-from quotas.tests.helpers import RESERVE, counts, ledger_is_consistent, quota_of, reserve, set_quota, wallet
+from quotas.tests.helpers import (
+    RESERVE,
+    counts,
+    ledger_is_consistent,
+    quota_of,
+    reserve,
+    set_quota,
+    units,
+    wallet,
+)
 from wallets.models import Project
 from wallets.tests.factories import ProjectFactory, member, scoped_key
 
@@ -23,7 +31,7 @@ def test_a_reservation_holds_credits_and_quota(platform, project):
     assert set(body) >= {"id", "expires_at", "created_at"}
     assert wallet(platform)["reserved"] == "10.5"
     assert wallet(platform)["available"] == "89.5"
-    assert quota_of(project, "vm").reserved == Decimal(2)
+    assert quota_of(project, "vm").reserved == units("2")
     assert ledger_is_consistent()
 
 
@@ -79,12 +87,12 @@ def test_quota_exceeded_is_409_with_the_numbers_and_writes_nothing(platform, pro
     assert (body["limit"], body["used"], body["reserved"], body["requested"]) == ("8", "0", "6", "2.5")
     assert counts() == before
     assert wallet(platform)["reserved"] == "1"
-    assert quota_of(project, "vcpu").reserved == Decimal(6)
+    assert quota_of(project, "vcpu").reserved == units("6")
     assert reserve(platform, resource_type="vcpu", quantity="2", amount="1").status_code == 201
 
 
 def test_a_staff_default_limits_projects_without_their_own_quota(platform, project):
-    QuotaDefault.objects.create(resource_type=ResourceType.objects.get(code="gpu"), limit=Decimal(1))
+    QuotaDefault.objects.create(resource_type=ResourceType.objects.get(code="gpu"), limit=units("1"))
     before = counts()
     response = reserve(platform, resource_type="gpu", quantity="2")
     assert response.status_code == 409
@@ -97,7 +105,7 @@ def test_a_staff_default_limits_projects_without_their_own_quota(platform, proje
 def test_no_quota_means_no_limit_but_usage_is_tracked(platform, project):
     assert reserve(platform, resource_type="storage_gib", quantity="100000", amount="1").status_code == 201
     assert quota_of(project, "storage_gib").limit is None
-    assert quota_of(project, "storage_gib").reserved == Decimal(100000)
+    assert quota_of(project, "storage_gib").reserved == units("100000")
 
 
 def test_budget_exceeded_is_402_with_the_numbers(platform, project):

@@ -12,7 +12,7 @@ from django.db import connection
 from creditservice.lib.money import format_amount, parse_amount
 from creditservice.testing.fixtures import ServiceClient
 from quotas.models import Budget, Quota, Reservation, ResourceType
-from quotas.tests.helpers import ledger_is_consistent, reserve, set_quota
+from quotas.tests.helpers import ledger_is_consistent, reserve, set_quota, units
 from wallets.models import Account, Project
 from wallets.tests.factories import ProjectFactory, platform_key
 
@@ -58,7 +58,7 @@ def test_forty_parallel_reservations_against_a_quota_of_ten_let_exactly_ten_thro
     codes = _parallel(raw_key, 40, lambda client, i: reserve(client, resource_type="gpu", amount="1", key=f"g{i}").status_code)
     assert Counter(codes) == {201: 10, 409: 30}
     quota = Quota.objects.get(project=project, resource_type__code="gpu")
-    assert (quota.used, quota.reserved) == (Decimal(0), Decimal(10))
+    assert (quota.used, quota.reserved) == (units("0"), units("10"))
     assert Account.objects.get(project=project).reserved == 10_000_000
     assert ledger_is_consistent()
 
@@ -104,7 +104,7 @@ def test_random_interleaving_leaves_wallets_quotas_and_budgets_equal_to_the_mode
     seed = 20261122
     slugs = ["p0", "p1", "p2"]
     initial = {"p0": "40", "p1": "25", "p2": "60"}
-    quota_limit = {"p0": Decimal(6), "p1": Decimal(100), "p2": Decimal("4.5")}
+    quota_limit = {"p0": units("6"), "p1": units("100"), "p2": units("4.5")}
     budget = {"p0": None, "p1": 20_000_000, "p2": 45_000_000}
     for slug in slugs:
         project = ProjectFactory(slug=slug, balance=initial[slug])
@@ -173,8 +173,8 @@ def test_random_interleaving_leaves_wallets_quotas_and_budgets_equal_to_the_mode
         assert wallet.reserved == held
         assert wallet.balance - wallet.reserved >= 0
         quota = Quota.objects.get(project__slug=slug, resource_type__code="vcpu")
-        assert quota.used == sum((Decimal(c["quantity"]) for c in mine if c["id"] in committed), Decimal(0))
-        assert quota.reserved == sum((Decimal(c["quantity"]) for c in pending), Decimal(0))
+        assert quota.used == sum((Decimal(c["quantity"]) for c in mine if c["id"] in committed), units("0"))
+        assert quota.reserved == sum((Decimal(c["quantity"]) for c in pending), units("0"))
         assert quota.used + quota.reserved <= quota_limit[slug]
         if budget[slug] is not None:
             assert charged + held <= budget[slug]

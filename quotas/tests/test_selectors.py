@@ -1,13 +1,11 @@
 """Read-only selectors the portal uses, and the holds invariant `manage.py check_ledger` runs."""
 
-from decimal import Decimal
-
 import pytest
 from django.core.management import CommandError, call_command
 
 from quotas import selectors
 from quotas.models import Budget, Quota
-from quotas.tests.helpers import commit, reserve, set_quota
+from quotas.tests.helpers import commit, reserve, set_quota, units
 from wallets.models import Account
 
 
@@ -17,7 +15,7 @@ def test_project_quotas_lists_limit_used_and_reserved(platform, project):
     reserve(platform, resource_type="vcpu", quantity="1.5")
     [row] = selectors.project_quotas(project)
     assert (row.resource_type, row.resource, row.unit) == ("vcpu", "vCPU", "vCPU")
-    assert (row.limit, row.used, row.reserved, row.available) == (Decimal(8), Decimal(3), Decimal("1.5"), Decimal("3.5"))
+    assert (row.limit, row.used, row.reserved, row.available) == (units("8"), units("3"), units("1.5"), units("3.5"))
 
 
 def test_budget_status_is_none_without_a_budget_and_reads_the_month_with_one(platform, project):
@@ -45,5 +43,5 @@ def test_check_ledger_finds_a_wallet_hold_without_its_reservation(platform, proj
 
 def test_check_ledger_finds_a_quota_hold_without_its_reservations(platform, project):
     reserve(platform, resource_type="vcpu", quantity="2")
-    Quota.objects.filter(project=project).update(reserved=Decimal(3))
+    Quota.objects.filter(project=project).update(reserved=units("3"))
     assert any("quota vcpu" in d for d in selectors.holds_match_pending_reservations())
