@@ -1,10 +1,63 @@
-"""Reads of the ledger: derived balances and the invariant check."""
+"""Reads of the ledger: a wallet's figures as callers see them, derived balances and the invariant check."""
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Sum
+from django.utils import timezone
 
 from .models import Account, Transfer
+
+# --- A wallet as every reader shows it ---------------------------------------------------------
+# A hold past its expiry still counts in Account.reserved until the expiry task (every minute)
+# releases it, while admission already treats it as freed. quotas, which owns the holds, registers a
+# reader of those overdue holds here, so the wallet API, the portal, the admin and the lifecycle show
+# the same reserved and available as admission, without this app importing quotas.
+# reader(project_ids, now) -> {project_id: micro-credits held by pending holds past expires_at}
+OverdueHoldsReader = Callable[[list[int], datetime], dict[int, int]]
+_overdue_hold_readers: list[OverdueHoldsReader] = []
+
+
+def register_overdue_holds(reader: OverdueHoldsReader) -> OverdueHoldsReader:
+    _overdue_hold_readers.append(reader)
+    return reader
+
+
+@dataclass(frozen=True)
+class WalletFigures:
+    """Micro-credits. reserved: held by live holds only (an overdue hold is already freed)."""
+
+    balance: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+
+def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -> dict[int, WalletFigures]:
+    """Each wallet's figures by project id, with one query per registered reader for all of them."""
+    wallets = list(wallets)
+    now = now or timezone.now()
+    # Only a wallet that holds something can hold something overdue: the usual page asks nothing.
+    holding = [w.project_id for w in wallets if w.reserved > 0]
+    overdue: dict[int, int] = {}
+    for reader in _overdue_hold_readers if holding else ():
+        for project_id, amount in reader(holding, now).items():
+            overdue[project_id] = overdue.get(project_id, 0) + amount
+    return {w.project_id: WalletFigures(balance=w.balance, reserved=max(w.reserved - overdue.get(w.project_id, 0), 0))
+            for w in wallets}
+
+
+def wallet_figures_of(wallet: Account, *, now: datetime | None = None) -> WalletFigures:
+    return wallet_figures([wallet], now=now)[wallet.project_id]
+
+
+def project_wallet_figures(project_id: int, *, now: datetime | None = None) -> WalletFigures:
+    """Read fresh from the database (inside a transaction: what that transaction sees)."""
+    wallet = Account.objects.only("project_id", "balance", "reserved").get(project_id=project_id, kind=Account.Kind.WALLET)
+    return wallet_figures_of(wallet, now=now)
 
 
 def derived_balance(account_id: int) -> int:
