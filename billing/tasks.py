@@ -11,13 +11,8 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="billing.tasks.billing_run_due")
 def billing_run_due() -> list[str]:
-    """Hourly (beat): bill every closed window not yet billed, oldest first."""
-    messages = []
-    for window_start in runs.billing_windows_due():
-        outcome = runs.billing_run_execute(window_start=window_start, trigger="beat", parallel=True)
-        log.info(outcome.message)
-        messages.append(outcome.message)
-    return messages
+    """Hourly (beat): bill every closed window not yet billed, oldest first; retry what is still owed."""
+    return runs.billing_catch_up(trigger="beat", parallel=True)
 
 
 @shared_task(name="billing.tasks.billing_run_window")

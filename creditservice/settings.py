@@ -219,6 +219,13 @@ BILLING_CHUNK_SIZE = env.int("BILLING_CHUNK_SIZE", default=5000)
 BILLING_RUN_LEASE_SECONDS = env.int("BILLING_RUN_LEASE_SECONDS", default=600)
 # Celery workers that take chunks of one run in parallel (besides the one that started it).
 BILLING_PARALLEL_WORKERS = env.int("BILLING_PARALLEL_WORKERS", default=2)
+# What a billing run could not charge is owed and retried by the hourly beat: FIRST seconds after the
+# first failure, doubling up to MAX. From the CAP-th failed attempt on it is retried every MAX seconds
+# and shown to staff as past the cap (it is never dropped). At most BATCH owed rows are retried per beat.
+BILLING_RETRY_FIRST_SECONDS = env.int("BILLING_RETRY_FIRST_SECONDS", default=1800)
+BILLING_RETRY_MAX_SECONDS = env.int("BILLING_RETRY_MAX_SECONDS", default=6 * 3600)
+BILLING_RETRY_ATTEMPTS_CAP = env.int("BILLING_RETRY_ATTEMPTS_CAP", default=6)
+BILLING_RETRY_BATCH = env.int("BILLING_RETRY_BATCH", default=200)
 OUTBOUND_WEBHOOK_TIMEOUT_SECONDS = env.int("OUTBOUND_WEBHOOK_TIMEOUT_SECONDS", default=10)
 OUTBOUND_WEBHOOK_MAX_ATTEMPTS = env.int("OUTBOUND_WEBHOOK_MAX_ATTEMPTS", default=8)
 # Retry n waits OUTBOUND_WEBHOOK_BACKOFF_SECONDS * 2**(n-1): 30 s, 1 min, 2 min, ... about 1 h in all.

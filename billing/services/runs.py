@@ -4,6 +4,9 @@ A run is one row per window. Claiming it is one conditional UPDATE (pending/fini
 a running run whose heartbeat is older than the lease, i.e. a crashed worker), so two beats or two
 workers never bill a window at once; the loser is told and leaves. Each claim is a new attempt with
 its own chunks; a resumed attempt re-derives what is left from the charges already made.
+
+What an attempt could not charge (a failed chunk, a failing project) is owed (owed.py) and retried
+by the following beats until it is charged; a run is `partial` exactly while something is owed.
 """
 
 import logging
@@ -22,7 +25,8 @@ from creditservice.lib.queries import fetch_rows
 from metering import windows
 from metering.models import UsageRecord
 
-from ..models import BillingChunk, BillingRun
+from ..models import BillingChunk, BillingRun, OwedCharge
+from . import owed
 from .charging import charge_chunk
 from .lifecycle import projects_enter_grace_if_unfunded
 
@@ -166,25 +170,42 @@ def billing_run_work(*, run_id: int, on_chunk: Callable[[BillingChunk], None] | 
 
 
 def billing_run_finish_if_done(*, run_id: int, attempt: int) -> bool:
-    """Whoever finishes the last chunk closes the run (compare-and-set on status and attempt)."""
-    chunks = BillingChunk.objects.filter(run_id=run_id, attempt=attempt)
-    if chunks.filter(status__in=[ChunkStatus.PENDING, ChunkStatus.RUNNING]).exists():
+    """Whoever finishes the last chunk closes the run (compare-and-set on status and attempt).
+
+    In one transaction with the close, what the attempt could not charge becomes owed and what it
+    charged of earlier failures is settled, so a run is never closed with a debt left unrecorded.
+    """
+    chunks = list(BillingChunk.objects.filter(run_id=run_id, attempt=attempt).order_by("index"))
+    if any(chunk.status in (ChunkStatus.PENDING, ChunkStatus.RUNNING) for chunk in chunks):
         return False
     failures: list[dict] = []
     errors: list[str] = []
-    for chunk in chunks.order_by("index"):
+    for chunk in chunks:
         failures += chunk.failures
         if chunk.status == ChunkStatus.FAILED:
             errors.append(f"chunk {chunk.index} (projects {chunk.first_project_id}-{chunk.last_project_id}): {chunk.error}")
-    # Totals count every attempt's chunks: a resumed run reports what the window was charged in all.
+    # Totals count every attempt's chunks and every retry: what the window was charged in all.
     totals = BillingChunk.objects.filter(run_id=run_id).aggregate(
         charges=Sum("charges_created"), credits=Sum("credits_charged"), projects=Sum("projects_charged"))
-    status = Status.SUCCEEDED if not failures and not errors else Status.PARTIAL
-    return bool(BillingRun.objects.filter(id=run_id, attempt=attempt, status=Status.RUNNING).update(
-        status=status, finished_at=timezone.now(), failures=failures[:1000], error="\n".join(errors)[:4000],
-        charges_created=totals["charges"] or 0, credits_charged=totals["credits"] or 0,
-        projects_charged=totals["projects"] or 0,
-    ))
+    retried = OwedCharge.objects.filter(run_id=run_id).aggregate(charges=Sum("charges_created"),
+                                                                 credits=Sum("credits_charged"))
+    now = timezone.now()
+    with transaction.atomic():
+        run = BillingRun.objects.select_for_update().filter(id=run_id, attempt=attempt, status=Status.RUNNING).first()
+        if run is None:
+            return False
+        owed_now = owed.owed_from_chunks(chunks)
+        owed.owed_charges_settle_covered(run=run, late_usage_since=run.late_usage_since, owed=owed_now, now=now)
+        owed.owed_charges_record(run=run, owed=owed_now, late_usage_since=run.late_usage_since, now=now)
+        still_owed = OwedCharge.objects.filter(run_id=run_id, status=OwedCharge.Status.OWED).exists()
+        BillingRun.objects.filter(id=run_id).update(
+            status=Status.PARTIAL if still_owed else Status.SUCCEEDED, finished_at=now, failures=failures[:1000],
+            error="\n".join(errors)[:4000],
+            charges_created=(totals["charges"] or 0) + (retried["charges"] or 0),
+            credits_charged=(totals["credits"] or 0) + (retried["credits"] or 0),
+            projects_charged=totals["projects"] or 0,
+        )
+    return True
 
 
 def billing_run_fail(*, run_id: int, attempt: int, error: str) -> None:
@@ -227,14 +248,19 @@ def billing_run_summary(run: BillingRun) -> str:
     from creditservice.lib.money import format_amount
 
     duration = f"{run.duration_seconds:.2f} s" if run.duration_seconds is not None else "-"
-    return (f"billing run {run.window_start.isoformat()} {run.status}: {run.charges_created} charges, "
+    text = (f"billing run {run.window_start.isoformat()} {run.status}: {run.charges_created} charges, "
             f"{run.projects_charged} projects, {format_amount(run.credits_charged)} credits, "
             f"{len(run.failures)} failures, {duration}")
+    if run.status == Status.PARTIAL:
+        count = run.owed_charges.filter(status=OwedCharge.Status.OWED).count()
+        text += f"; {count} owed, retried by the billing beat"
+    return text
 
 
 def billing_windows_due(*, now: datetime | None = None) -> list[datetime]:
-    """Closed windows not yet billed, oldest first: from the last billed window (or the lateness
-    range) to the last closed window, so a stopped beat never leaves a window unbilled."""
+    """Windows to bill, oldest first: closed windows not yet billed, from the last billed window (or
+    the lateness range) to the last closed window, so a stopped beat never leaves a window unbilled;
+    and any earlier run that never finished (failed, or a worker died) once its retry time has come."""
     now = now or timezone.now()
     last_start, _ = windows.last_closed_window(now)
     floor = _late_usage_from(last_start) + windows.window_length()
@@ -242,4 +268,80 @@ def billing_windows_due(*, now: datetime | None = None) -> list[datetime]:
                  .values_list("window_start", flat=True))
     latest = max(billed) if billed else None
     first = latest + windows.window_length() if latest else last_start
-    return [start for start, _ in windows.windows_between(max(first, floor), last_start) if start not in billed]
+    waiting, retry = set(), set()
+    unfinished = BillingRun.objects.filter(window_start__lte=last_start).exclude(
+        status__in=[Status.SUCCEEDED, Status.PARTIAL]).values_list("window_start", "status", "attempt", "finished_at",
+                                                                   "heartbeat_at")
+    for start, status, attempt, finished_at, heartbeat_at in unfinished:
+        if status == Status.FAILED and finished_at and finished_at + owed.retry_delay(attempt) > now:
+            waiting.add(start)  # back-off: a failing window is not hammered every beat
+        elif status == Status.RUNNING and heartbeat_at and heartbeat_at >= now - _lease():
+            waiting.add(start)  # alive: its worker finishes it
+        else:
+            retry.add(start)
+    regular = {start for start, _ in windows.windows_between(max(first, floor), last_start) if start not in billed}
+    return sorted((regular - waiting) | retry)
+
+
+def billing_owed_retry(*, owed_id: int, now: datetime | None = None, force: bool = False) -> OwedCharge | None:
+    """Retry one owed row through the run's own path: charge_chunk over its projects and the run's scope.
+
+    None if the row is not due (or no longer owed). The charges' deterministic keys make a retry that
+    races a re-run, another retry or a late worker charge nothing twice.
+    """
+    now = now or timezone.now()
+    row = owed.owed_charge_claim(owed_id=owed_id, now=now, force=force)
+    if row is None:
+        return None
+    run = row.run
+    try:
+        result = charge_chunk(
+            first_project_id=row.first_project_id, last_project_id=row.last_project_id, window_start=run.window_start,
+            late_since=row.late_usage_since, late_from=_late_usage_from(run.window_start), run_id=run.id,
+        )
+    except Exception as exc:
+        log.exception("retry of owed billing %s failed", row.id)
+        return owed.owed_charge_record_retry(row=row, charges=0, credits=0, failures=[], now=now,
+                                             error=f"{type(exc).__name__}: {exc}"[:2000])
+    try:
+        projects_enter_grace_if_unfunded(project_ids=result.maybe_unfunded)
+    except Exception:  # charges are committed; the lifecycle sweep catches these projects up
+        log.exception("lifecycle step of owed billing %s failed", row.id)
+    row = owed.owed_charge_record_retry(row=row, charges=result.charges, credits=result.credits,
+                                        failures=result.failures, error="", now=now)
+    if row.status == OwedCharge.Status.OWED and row.attempts >= settings.BILLING_RETRY_ATTEMPTS_CAP:
+        log.error("owed billing %s (%s) has failed %d times: %s", row.id, row, row.attempts, row.last_error[:500])
+    return row
+
+
+def billing_owed_retry_due(*, now: datetime | None = None) -> list[OwedCharge]:
+    """Retry the owed rows whose time has come, at most BILLING_RETRY_BATCH (the rest wait for the next beat)."""
+    now = now or timezone.now()
+    retried = []
+    for owed_id in owed.owed_charges_due(now=now, limit=settings.BILLING_RETRY_BATCH):
+        row = billing_owed_retry(owed_id=owed_id, now=now)
+        if row is not None:
+            retried.append(row)
+    return retried
+
+
+def billing_catch_up(*, trigger: str = "beat", parallel: bool = True) -> list[str]:
+    """The hourly beat: bill every window due (one failing window does not stop the others: it is
+    recorded on its run and retried with back-off), then retry what earlier runs still owe."""
+    messages = []
+    for window_start in billing_windows_due():
+        try:
+            outcome = billing_run_execute(window_start=window_start, trigger=trigger, parallel=parallel)
+        except Exception as exc:
+            log.exception("billing run %s failed", window_start.isoformat())
+            messages.append(f"billing run {window_start.isoformat()} failed: {type(exc).__name__}: {exc}")
+            continue
+        messages.append(outcome.message)
+    retried = billing_owed_retry_due()
+    if retried:
+        charged = sum(1 for row in retried if row.status != OwedCharge.Status.OWED)
+        messages.append(f"retried {len(retried)} owed: {charged} charged, {len(retried) - charged} still owed")
+    owed.billing_runs_settle()
+    for message in messages:
+        log.info(message)
+    return messages
