@@ -1,9 +1,9 @@
 from datetime import datetime
-from decimal import Decimal
 
 from billing.services import billing_run_execute
 from metering.models import UsageRecord
 from metering.services import usage_records_store
+from metering.tests.factories import units
 from quotas.models import ResourceType
 from wallets.models import Account, Project
 
@@ -17,7 +17,7 @@ def resource_type(code: str) -> ResourceType:
 def usage(project: Project, code: str, window_start: datetime, quantity: str, source: str = UsageRecord.Source.PUSH) -> None:
     """Set one source's usage of a window (as metering stores it: updated_at moves on change)."""
     usage_records_store(resource_type_id=resource_type(code).id, window_start=window_start, window_end=window_start + HOUR,
-                        quantities={project.id: Decimal(quantity)}, source=source, source_reference="test")
+                        quantities={project.id: units(quantity)}, source=source, source_reference="test")
 
 
 def balance(project: Project) -> int:

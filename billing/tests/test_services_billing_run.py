@@ -1,7 +1,6 @@
 """The billing run: each unit of usage charged exactly once, whatever happens to the run."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
@@ -11,6 +10,7 @@ from creditservice.lib.money import credits_to_micros
 from metering.models import Price
 from metering.pricing import UnitMismatch, charge_for_usage
 from metering.services import price_version_add
+from metering.tests.factories import picos, units
 from wallets.models import Transfer
 from wallets.selectors import ledger_check, system_account_balance
 from wallets.tests.factories import ProjectFactory
@@ -37,7 +37,7 @@ def test_a_window_is_charged_once_per_project_and_resource_type(clock):
     assert balance(acme) == credits_to_micros("99.78")
     assert balance(beta) == credits_to_micros("99.92")
     beta_vm = Charge.objects.get(project=beta)
-    assert beta_vm.quantity == Decimal("2") and beta_vm.unit == "vm-hours" and beta_vm.rate == Decimal("0.04")
+    assert beta_vm.quantity == units("2") and beta_vm.unit == "vm-hours" and beta_vm.rate == picos("0.04")
     assert len(beta_vm.usage_record_ids) == 2
     assert beta_vm.transfer.kind == Transfer.Kind.USAGE
     assert beta_vm.idempotency_key == f"v1:billing:{beta.id}:vm:2026-11-22T04:00:00+00:00"
@@ -50,7 +50,7 @@ def test_a_charge_matches_metering_pricing(clock):
     usage(acme, "vm", WINDOW, "2.333333")
     bill(WINDOW)
     price = Price.objects.get(resource_type__code="vm")
-    assert Charge.objects.get().amount == charge_for_usage(Decimal("2.333333"), resource_type("vm"), price)
+    assert Charge.objects.get().amount == charge_for_usage(units("2.333333"), resource_type("vm"), price)
 
 
 def test_running_a_window_again_charges_nothing(clock):
@@ -85,7 +85,8 @@ def test_late_usage_is_charged_once_as_an_adjustment_of_its_window(clock):
 
     adjustment = Charge.objects.get(kind=Charge.Kind.LATE_ADJUSTMENT)
     assert adjustment.window_start == WINDOW
-    assert (adjustment.quantity, adjustment.previously_charged_quantity, adjustment.window_quantity) == (1, 3, 4)
+    assert (adjustment.quantity, adjustment.previously_charged_quantity, adjustment.window_quantity) == (
+        units("1"), units("3"), units("4"))
     assert adjustment.amount == credits_to_micros("0.04")
     assert adjustment.idempotency_key.endswith(":adj:3")
     assert Charge.objects.count() == 3
@@ -104,7 +105,8 @@ def test_usage_that_comes_back_lower_is_credited_back_once(clock):
 
     reversal = Charge.objects.get(kind=Charge.Kind.REVERSAL)
     assert reversal.window_start == WINDOW
-    assert (reversal.quantity, reversal.previously_charged_quantity, reversal.window_quantity) == (Decimal("-0.5"), 3, Decimal("2.5"))
+    assert (reversal.quantity, reversal.previously_charged_quantity, reversal.window_quantity) == (
+        -units("0.5"), units("3"), units("2.5"))
     assert reversal.amount == -credits_to_micros("0.02")
     transfer = reversal.transfer
     assert transfer.kind == Transfer.Kind.REVERSAL and transfer.amount == credits_to_micros("0.02")
@@ -130,7 +132,7 @@ def test_usage_that_goes_down_and_up_again_is_always_charged_for_the_recorded_to
     assert kinds == ["regular", "reversal", "late_adjustment", "reversal", "late_adjustment"]
     assert len({charge.idempotency_key for charge in Charge.objects.all()}) == 5
     # 3.000001 vm-hours at 0.04, rounded once: the last adjustment takes 0.04 back (the 0.00000004 rounds away).
-    assert balance(acme) == 100_000_000 - charge_for_usage(Decimal("3.000001"), resource_type("vm"),
+    assert balance(acme) == 100_000_000 - charge_for_usage(units("3.000001"), resource_type("vm"),
                                                            Price.objects.get(resource_type__code="vm"))
     assert sum(Charge.objects.values_list("amount", flat=True)) == credits_to_micros("100") - balance(acme)
     assert ledger_check().ok
@@ -155,7 +157,7 @@ def test_a_credit_back_that_funds_a_project_in_grace_reactivates_it(clock, djang
 
 def test_a_price_change_inside_a_window_is_split_and_rounded_once(clock):
     acme = ProjectFactory(slug="acme", balance="100")
-    price_version_add(resource_type=resource_type("vm"), unit_price=Decimal("0.1"), per=Price.Per.UNIT_HOUR,
+    price_version_add(resource_type=resource_type("vm"), unit_price=picos("0.1"), per=Price.Per.UNIT_HOUR,
                       effective_from=WINDOW + timedelta(minutes=30))
     usage(acme, "vm", WINDOW, "0.000001")  # half at 0.04, half at 0.1 → 0.07 per vm-hour
     usage(acme, "vm", WINDOW - HOUR, "2")
@@ -164,8 +166,8 @@ def test_a_price_change_inside_a_window_is_split_and_rounded_once(clock):
 
     before, during = Charge.objects.order_by("window_start")
     assert before.amount == credits_to_micros("0.08")
-    assert during.rate == Decimal("0.07")
-    assert [segment["unit_price"] for segment in during.price_breakdown] == ["0.040000000000", "0.100000000000"]
+    assert during.rate == picos("0.07")
+    assert [segment["unit_price"] for segment in during.price_breakdown] == ["0.04", "0.1"]
     # 0.000001 vm-hours × 0.07 = 0.00000007 credits: nothing to take, but the usage is recorded as charged.
     assert during.amount == 0 and during.transfer is None
 
@@ -173,8 +175,8 @@ def test_a_price_change_inside_a_window_is_split_and_rounded_once(clock):
 def test_a_split_window_rounds_the_sum_not_each_segment(clock):
     acme = ProjectFactory(slug="acme", balance="100")
     vm = resource_type("vm")
-    price_version_add(resource_type=vm, unit_price=Decimal("0.000001"), per=Price.Per.UNIT_HOUR, effective_from=WINDOW)
-    price_version_add(resource_type=vm, unit_price=Decimal("0.000001"), per=Price.Per.UNIT_HOUR,
+    price_version_add(resource_type=vm, unit_price=picos("0.000001"), per=Price.Per.UNIT_HOUR, effective_from=WINDOW)
+    price_version_add(resource_type=vm, unit_price=picos("0.000001"), per=Price.Per.UNIT_HOUR,
                       effective_from=WINDOW + timedelta(minutes=30))
     usage(acme, "vm", WINDOW, "1")
     bill(WINDOW)
@@ -189,7 +191,7 @@ def test_a_price_in_the_wrong_unit_is_refused_and_the_rest_is_charged(clock):
     egress = resource_type("network_egress_gib")
     # A per-second price on a counted resource cannot come through the admin; put it in directly.
     Price.objects.filter(resource_type=egress).update(effective_to=WINDOW)
-    Price.objects.create(resource_type=egress, unit_price=Decimal("0.01"), per=Price.Per.UNIT_SECOND, effective_from=WINDOW)
+    Price.objects.create(resource_type=egress, unit_price=picos("0.01"), per=Price.Per.UNIT_SECOND, effective_from=WINDOW)
     usage(acme, "network_egress_gib", WINDOW, "10")
     usage(acme, "vm", WINDOW, "1")
 
@@ -204,7 +206,7 @@ def test_a_price_in_the_wrong_unit_is_refused_and_the_rest_is_charged(clock):
 def test_a_per_second_price_on_hours_is_converted_not_misread(clock):
     acme = ProjectFactory(slug="acme", balance="100")
     Price.objects.filter(resource_type__code="vm").update(effective_to=WINDOW)
-    Price.objects.create(resource_type=resource_type("vm"), unit_price=Decimal("0.00001"), per=Price.Per.UNIT_SECOND,
+    Price.objects.create(resource_type=resource_type("vm"), unit_price=picos("0.00001"), per=Price.Per.UNIT_SECOND,
                          effective_from=WINDOW)
     usage(acme, "vm", WINDOW, "1")  # 1 vm-hour = 3600 vm-seconds at 0.00001 = 0.036, not 0.00001
     bill(WINDOW)
@@ -216,7 +218,7 @@ def test_unit_mismatch_is_refused_by_the_rate_adapter(db):
 
     egress = resource_type("network_egress_gib")
     Price.objects.filter(resource_type=egress).update(effective_to=WINDOW)
-    Price.objects.create(resource_type=egress, unit_price=Decimal("1"), per=Price.Per.UNIT_HOUR, effective_from=WINDOW)
+    Price.objects.create(resource_type=egress, unit_price=picos("1"), per=Price.Per.UNIT_HOUR, effective_from=WINDOW)
     with pytest.raises(UnitMismatch):
         window_rate(egress, WINDOW, WINDOW + HOUR)
 

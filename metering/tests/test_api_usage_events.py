@@ -3,7 +3,6 @@
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.db.models import Sum
@@ -11,6 +10,7 @@ from django.utils import timezone
 
 from creditservice.testing.fixtures import ServiceClient
 from metering.models import UsageEvent, UsageRecord
+from metering.tests.factories import units
 from metering.windows import window_bounds
 from wallets.tests.factories import ProjectFactory, member, scoped_key
 
@@ -31,9 +31,9 @@ def push(client, *events):
     return client.post(URL, {"events": list(events)}, format="json")
 
 
-def recorded(project="acme", resource_type="vm") -> Decimal:
+def recorded(project="acme", resource_type="vm") -> int:
     return UsageRecord.objects.filter(project__slug=project, resource_type__code=resource_type,
-                                      source="push").aggregate(total=Sum("quantity"))["total"] or Decimal(0)
+                                      source="push").aggregate(total=Sum("quantity"))["total"] or 0
 
 
 def test_accepted_events_are_added_to_the_usage_of_their_window(platform, project):
@@ -45,7 +45,7 @@ def test_accepted_events_are_added_to_the_usage_of_their_window(platform, projec
     assert (body["accepted"], body["duplicate"], body["rejected"]) == (2, 0, 0)
     assert body["results"] == [{"id": "e1", "status": "accepted"}, {"id": "e2", "status": "accepted"}]
     record = UsageRecord.objects.get(project=project, source="push")
-    assert record.quantity == Decimal("0.75")
+    assert record.quantity == units("0.75")
     assert (record.window_start, record.window_end) == window_bounds(stamp)
     assert UsageEvent.objects.get(event_id="e1").window_start == record.window_start
 
@@ -53,7 +53,7 @@ def test_accepted_events_are_added_to_the_usage_of_their_window(platform, projec
 def test_a_duplicate_inside_one_batch_is_counted_once(platform, project):
     body = push(platform, event("same", quantity="1"), event("same", quantity="1"), event("other", quantity="2")).json()
     assert [r["status"] for r in body["results"]] == ["accepted", "duplicate", "accepted"]
-    assert recorded() == Decimal("3")
+    assert recorded() == units("3")
 
 
 def test_a_resent_batch_is_all_duplicates_and_charges_nothing_more(platform, project):
@@ -61,7 +61,7 @@ def test_a_resent_batch_is_all_duplicates_and_charges_nothing_more(platform, pro
     push(platform, *batch)
     again = push(platform, *batch).json()
     assert (again["accepted"], again["duplicate"]) == (0, 2)
-    assert recorded() == Decimal("3")
+    assert recorded() == units("3")
 
 
 def test_an_event_stored_last_week_is_still_a_duplicate(platform, project, settings):
@@ -107,8 +107,8 @@ def test_good_events_in_a_mixed_batch_are_taken_and_bad_ones_get_reasons(platfor
         (None, "rejected", "invalid_event"),
     ]
     assert (body["accepted"], body["rejected"]) == (1, 10)
-    assert "decimal strings" in body["results"][5]["detail"]
-    assert recorded() == Decimal("1")
+    assert "must be a decimal string such as" in body["results"][5]["detail"]
+    assert recorded() == units("1")
     assert UsageEvent.objects.count() == 1
 
 
@@ -122,13 +122,13 @@ def test_a_late_event_for_an_already_recorded_window_is_added_and_moves_updated_
     before = UsageRecord.objects.get(project=project).updated_at
     push(platform, event("late", quantity="0.5", timestamp=stamp))
     record = UsageRecord.objects.get(project=project)
-    assert record.quantity == Decimal("1.5")
+    assert record.quantity == units("1.5")
     assert record.updated_at > before
 
 
 def test_egress_is_pushed_in_gib(platform, project):
     push(platform, event(resource_type="network_egress_gib", quantity="12.5"))
-    assert recorded(resource_type="network_egress_gib") == Decimal("12.5")
+    assert recorded(resource_type="network_egress_gib") == units("12.5")
 
 
 def test_a_project_key_reports_only_its_own_project(project):
@@ -167,7 +167,7 @@ def test_more_than_1000_events_is_400_and_writes_nothing(platform, project):
 def test_a_full_batch_of_1000_is_taken(platform, project):
     body = push(platform, *[event(f"e{i}", quantity="0.001") for i in range(1000)]).json()
     assert body["accepted"] == 1000
-    assert recorded() == Decimal("1")
+    assert recorded() == units("1")
 
 
 @pytest.mark.postgres
@@ -212,4 +212,4 @@ def test_twenty_parallel_senders_of_overlapping_batches_count_each_event_once(pl
                                              window_start=record.window_start).aggregate(s=Sum("quantity"))["s"]
         assert record.quantity == expected
     assert UsageRecord.objects.aggregate(s=Sum("quantity"))["s"] == sum(
-        Decimal(e["quantity"]) for e in events if e["id"] in sent_ids)
+        units(e["quantity"]) for e in events if e["id"] in sent_ids)

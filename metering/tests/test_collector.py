@@ -1,18 +1,17 @@
 """PromQL collection: exact quantities from a real Prometheus, and nothing stored when in doubt."""
 
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
 from metering import collector
 from metering.models import CollectionWindow, MetricQuery, UsageRecord
 from metering.tests import prometheus as prom
-from metering.tests.factories import metric_query
+from metering.tests.factories import metric_query, units
 from wallets.tests.factories import ProjectFactory
 
 
-def quantities(code: str, window: int) -> dict[str, Decimal]:
+def quantities(code: str, window: int) -> dict[str, int]:
     records = UsageRecord.objects.filter(resource_type__code=code, window_start=prom.window_start(window),
                                          source=UsageRecord.Source.PROMETHEUS)
     return {r.project.slug: r.quantity for r in records.select_related("project")}
@@ -32,7 +31,7 @@ def test_a_vm_running_900_seconds_of_a_15_minute_window_is_a_quarter_vm_hour(pro
     query = metric_query("vm", prom.VM_QUERY)
     outcome = collector.collect_window(metric_query=query, window_start=prom.window_start(0))
     assert outcome.collected
-    assert quantities("vm", 0) == {"acme": Decimal("0.250000"), "beta": Decimal("0.125000")}
+    assert quantities("vm", 0) == {"acme": units("0.250000"), "beta": units("0.125000")}
     record = UsageRecord.objects.get(project__slug="acme", resource_type__code="vm", window_start=prom.window_start(0))
     assert record.window_end == prom.window_start(1)
     assert f"metric_query:{query.id}" in record.source_reference
@@ -47,14 +46,14 @@ def test_float_noise_from_the_store_is_quantized_once(prometheus, projects):
     assert samples[0].value == "990.0000000000001"
     query = metric_query("storage_gib", prom.STORAGE_QUERY)
     assert collector.collect_window(metric_query=query, window_start=prom.window_start(0)).collected
-    assert quantities("storage_gib", 0) == {"acme": Decimal("0.275000")}
+    assert quantities("storage_gib", 0) == {"acme": units("0.275000")}
 
 
 @pytest.mark.prometheus
 def test_a_counted_resource_is_stored_in_units(prometheus, projects):
     query = metric_query("network_egress_gib", prom.EGRESS_QUERY, result_unit=MetricQuery.ResultUnit.UNITS)
     assert collector.collect_window(metric_query=query, window_start=prom.window_start(1)).collected
-    assert quantities("network_egress_gib", 1) == {"acme": Decimal("30.000000")}
+    assert quantities("network_egress_gib", 1) == {"acme": units("30.000000")}
 
 
 @pytest.mark.prometheus
@@ -73,14 +72,14 @@ def test_an_unknown_project_is_counted_not_stored_and_the_window_is_retried(prom
     query = metric_query("vm", prom.VM_QUERY)
     outcome = collector.collect_window(metric_query=query, window_start=prom.window_start(2))
     assert not outcome.collected
-    assert quantities("vm", 2) == {"acme": Decimal("0.250000"), "beta": Decimal("0.000000")}
+    assert quantities("vm", 2) == {"acme": units("0.250000"), "beta": units("0.000000")}
     window = status_of(query, 2)
     assert window.status == "failed" and window.series_refused == 1
     assert "unknown project 'ghost'" in window.last_error
     # Once the project exists, the retry collects the window.
     ProjectFactory(slug="ghost")
     assert collector.collect_window(metric_query=query, window_start=prom.window_start(2)).collected
-    assert quantities("vm", 2)["ghost"] == Decimal("0.250000")
+    assert quantities("vm", 2)["ghost"] == units("0.250000")
     assert status_of(query, 2).status == "collected" and status_of(query, 2).attempts == 2
 
 
@@ -124,7 +123,7 @@ def test_the_periodic_run_back_fills_every_closed_window_and_skips_none(promethe
     assert [o.window_start for o in summary.outcomes] == [prom.window_start(2)]
     assert set(CollectionWindow.objects.values_list("status", flat=True)) == {"collected"}
     assert collector.collect_due_windows(now=now + timedelta(minutes=2)).outcomes == []
-    assert quantities("vm", 0)["acme"] == quantities("vm", 1)["acme"] == quantities("vm", 2)["acme"] == Decimal("0.25")
+    assert quantities("vm", 0)["acme"] == quantities("vm", 1)["acme"] == quantities("vm", 2)["acme"] == units("0.25")
 
 
 @pytest.mark.prometheus
@@ -253,12 +252,11 @@ def test_windows_older_than_the_look_back_are_reported_as_gaps(db, settings, fak
 
 
 @pytest.mark.parametrize(("value", "unit", "expected"), [
-    ("900", MetricQuery.ResultUnit.SECONDS, "0.250000"),
-    ("1", MetricQuery.ResultUnit.SECONDS, "0.000278"),  # 1/3600 = 0.0002777..., rounded once
-    ("2.5000000000000004", MetricQuery.ResultUnit.HOURS, "2.500000"),
-    ("30", MetricQuery.ResultUnit.UNITS, "30.000000"),
-    ("9.000000000000001e+02", MetricQuery.ResultUnit.SECONDS, "0.250000"),
+    ("900", MetricQuery.ResultUnit.SECONDS, 250_000),
+    ("1", MetricQuery.ResultUnit.SECONDS, 278),  # 1/3600 = 0.0002777... units, rounded once to micro-units
+    ("2.5000000000000004", MetricQuery.ResultUnit.HOURS, 2_500_000),
+    ("30", MetricQuery.ResultUnit.UNITS, 30_000_000),
+    ("9.000000000000001e+02", MetricQuery.ResultUnit.SECONDS, 250_000),
 ])
 def test_values_are_converted_to_the_billing_unit_and_rounded_once(value, unit, expected):
-    assert collector.to_billing_quantity(value, unit) == Decimal(expected)
-    assert str(collector.to_billing_quantity(value, unit)) == expected
+    assert collector.to_billing_quantity(value, unit) == expected

@@ -1,14 +1,13 @@
 """What billing reads: usage totals per window over sources, and windows changed since a run."""
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from metering import selectors
 from metering.models import CollectionWindow, UsageRecord
-from metering.tests.factories import metric_query, resource_type, usage_record
+from metering.tests.factories import metric_query, resource_type, units, usage_record
 from metering.windows import last_closed_window, window_bounds, window_start_of, windows_between
 from wallets.tests.factories import ProjectFactory
 
@@ -29,7 +28,7 @@ def test_usage_totals_sum_the_sources_of_a_window(project, beta):
     rows = list(selectors.usage_totals(window_start=W))
     vm = resource_type("vm").id
     assert [(r["project_id"], r["resource_type_id"], r["window_start"], r["window_end"], r["quantity"], r["record_count"])
-            for r in rows] == [(project.id, vm, W, W + H, Decimal("0.75"), 2), (beta.id, vm, W, W + H, Decimal("1"), 1)]
+            for r in rows] == [(project.id, vm, W, W + H, units("0.75"), 2), (beta.id, vm, W, W + H, units("1"), 1)]
 
 
 def test_usage_totals_changed_since_finds_windows_touched_after_a_run(project, beta):
@@ -40,7 +39,7 @@ def test_usage_totals_changed_since_finds_windows_touched_after_a_run(project, b
     usage_record(project, "vm", W, W + H, "0.1", source=UsageRecord.Source.PUSH)  # a late event's record
     rows = list(selectors.usage_totals(changed_since=run_started))
     # The changed window comes with its whole total (both sources), the untouched one not at all.
-    assert [(r["project_id"], r["quantity"]) for r in rows] == [(project.id, Decimal("0.35"))]
+    assert [(r["project_id"], r["quantity"]) for r in rows] == [(project.id, units("0.35"))]
 
 
 def test_usage_totals_needs_a_filter(db):
