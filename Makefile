@@ -21,12 +21,24 @@ venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
 
 migrate: venv
-	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate --noinput
+
+# Local development settings, written once by `make run` when there is no .env (never overwritten):
+# DEBUG=1 and a random SECRET_KEY, so that manage.py in another shell runs as it does under make run.
+.env:
+	@set -C; umask 077; { \
+	  echo "# Written once by make run for local development; yours to edit, never overwritten."; \
+	  echo "DEBUG=1"; \
+	  echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')"; \
+	} > $@
+	@echo "Wrote .env for local development (DEBUG=1 and a new random SECRET_KEY)."
 
 ## make run: set up, migrate, seed a demo, serve the app with a Celery worker and beat (Ctrl-C stops all).
-run: migrate
-	DEBUG=$${DEBUG:-1} $(PY) manage.py seed_demo
-	DEBUG=$${DEBUG:-1} bash scripts/run_all.sh
+# collectstatic: with DEBUG=0 the static files are served by WhiteNoise from STATIC_ROOT only.
+run: .env migrate
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py seed_demo
+	PY=$(PY) bash scripts/run_all.sh
 
 ## make serve: the production web server alone (gunicorn), as deployed and as `make bench` measures it.
 serve: venv

@@ -7,22 +7,27 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from creditservice.startup import SECRET_KEY_MISSING, database_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-DEBUG = env.bool("DEBUG", default=False)
 # Under pytest the dev secret is allowed; production must set SECRET_KEY.
 TESTING = env.bool("CREDITSERVICE_TESTING", default="pytest" in sys.modules)
+if not TESTING:
+    # The variables already in the environment win. The suite ignores .env (make run writes DEBUG=1
+    # there), so it runs the same on a developer's machine as on a clean clone.
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
 
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me"
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         # A missing secret in production stops start-up instead of signing sessions with a known key.
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(SECRET_KEY_MISSING)
     SECRET_KEY = _DEV_SECRET
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
@@ -81,7 +86,8 @@ TEMPLATES = [
 ]
 
 # Embedded default: a SQLite file under var/. Set DATABASE_URL for PostgreSQL.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# A malformed URL or an engine we do not support stops start-up with one line naming DATABASE_URL.
+DATABASES = {"default": database_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})
     if env.bool("DB_PREPARED_STATEMENTS", default=True):

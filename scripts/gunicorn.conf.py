@@ -10,3 +10,11 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 timeout = 30
+
+
+def on_starting(server) -> None:
+    # In the master, before any worker forks: a configuration mistake (no SECRET_KEY, a bad or
+    # unreachable DATABASE_URL) is one line and exit 2, instead of every worker failing to boot.
+    from creditservice.startup import run_checked
+
+    run_checked(lambda: None, database=True)

@@ -3,9 +3,16 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PORT=${PORT:-8000}
+export PORT
+# The worker and beat create a file here when they are up (creditservice/celery.py).
+export CREDITSERVICE_READY_DIR=var/run
+mkdir -p "$CREDITSERVICE_READY_DIR" && rm -f "$CREDITSERVICE_READY_DIR/worker" "$CREDITSERVICE_READY_DIR/beat"
 trap 'trap - INT TERM EXIT; kill 0 2>/dev/null; wait' INT TERM EXIT
-echo "Serving http://127.0.0.1:${PORT}/ (admin: /admin/, API docs: /api/docs/, portal: /portal/). Ctrl-C stops all."
 $PY -m celery -A creditservice worker --loglevel=INFO --concurrency=1 --pool=solo &
 $PY -m celery -A creditservice beat --loglevel=INFO &
 $PY manage.py runserver "127.0.0.1:${PORT}" --noreload &
+# Once all three are up, under their start-up logs: URLs, logins, the demo key (or how to make one).
+# `manage.py demo_access` prints the same box at any time.
+$PY manage.py demo_access --wait 90 --ready-dir "$CREDITSERVICE_READY_DIR" || true
+# The first of the three to stop (a crash, a configuration error) stops the others.
 wait -n

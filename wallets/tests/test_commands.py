@@ -22,10 +22,10 @@ def test_create_api_key_refuses_an_unknown_project(db):
     assert not ApiKey.objects.exists()
 
 
-def test_seed_demo_seeds_once(db, capsys):
+def test_seed_demo_seeds_once(db, capsys, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
     call_command("seed_demo")
-    first = capsys.readouterr().out
-    key = first.strip().splitlines()[-1]
+    key = (tmp_path / "demo-api-key").read_text().strip()
     call_command("seed_demo")
     assert "already seeded" in capsys.readouterr().out
     assert set(Project.objects.values_list("slug", flat=True)) == {"acme", "globex"}

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -6,15 +5,23 @@ from django.db import transaction
 from creditservice.lib.money import credits_to_micros
 from wallets import services
 from wallets.auth import api_key_create
+from wallets.demo import DEMO_KEY_FILE_NAME, demo_key_load, demo_key_save, manage_command
 from wallets.models import Membership, Project, Transfer
 
 
 class Command(BaseCommand):
-    help = "Seed a demo: a staff user, a tenant owning one of two funded projects, a platform API key."
+    help = (
+        "Seed a demo once: a staff user, a tenant owning one of two funded projects, a platform API key "
+        "(kept in var/demo-api-key, mode 0600)."
+    )
 
     def handle(self, *args, **options) -> None:
         if Project.objects.filter(slug="acme").exists():
-            self.stdout.write("Demo data already seeded (project 'acme' exists); nothing to do.")
+            if demo_key_load() is None:
+                key = f"no platform API key on file for this database, make one: {manage_command()} create_api_key demo"
+            else:
+                key = f"its platform API key is in var/{DEMO_KEY_FILE_NAME}"
+            self.stdout.write(f"Demo data already seeded (project 'acme' exists); {key}.")
             return
         User = get_user_model()
         with transaction.atomic():
@@ -29,9 +36,10 @@ class Command(BaseCommand):
                                        idempotency_key=f"v1:seed:{project.slug}", actor="system",
                                        system_code="promotions", kind=Transfer.Kind.PROMOTION)
             _, raw_key = api_key_create(name="demo platform key")
-        base = f"http://127.0.0.1:{settings.PORT}"
-        self.stdout.write(self.style.SUCCESS("Demo seeded."))
-        self.stdout.write(f"  staff:  admin / admin     -> {base}/admin/")
-        self.stdout.write(f"  tenant: tenant / tenant   -> {base}/portal/ (owns project 'acme')")
-        self.stdout.write("  platform API key (shown once, store it now):")
-        self.stdout.write(raw_key)
+        # The key goes to a file only its owner can read, not to the console: make run shows it in the
+        # box it prints once the web server answers (manage.py demo_access).
+        demo_key_save(raw_key)
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo seeded: users admin and tenant, projects acme and globex; the platform API key is in "
+            f"var/{DEMO_KEY_FILE_NAME}."
+        ))
