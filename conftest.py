@@ -8,6 +8,9 @@ import pytest
 pytest_plugins = ["creditservice.testing.fixtures"]
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# `make test` runs the suite twice: on PostgreSQL, then on SQLite (the embedded default) without the tests
+# marked postgres or redis. That second pass says so, and under CI it is then held to SQLite instead.
+SQLITE_PASS = os.environ.get("CREDITSERVICE_TEST_SQLITE_PASS", "") == "1"
 os.environ.setdefault("CREDITSERVICE_TESTING", "1")
 
 
@@ -26,10 +29,15 @@ def pytest_sessionstart(session):
     from django.conf import settings
 
     problems = []
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        problems.append("CI=true but the tests are not running on PostgreSQL")
-    if not os.environ.get("TEST_REDIS_URL"):
-        problems.append("CI=true but no Redis broker was found for the tests")
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if SQLITE_PASS:
+        if engine != "django.db.backends.sqlite3":
+            problems.append("CREDITSERVICE_TEST_SQLITE_PASS=1 but the tests are not running on SQLite")
+    else:
+        if engine != "django.db.backends.postgresql":
+            problems.append("CI=true but the tests are not running on PostgreSQL")
+        if not os.environ.get("TEST_REDIS_URL"):
+            problems.append("CI=true but no Redis broker was found for the tests")
     if problems:
         pytest.exit("; ".join(problems), returncode=1)
 
@@ -53,7 +61,7 @@ def pytest_collection_modifyitems(config, items):
             # after it; serialized rollback restores them.
             item.add_marker(pytest.mark.django_db(**marker.kwargs, serialized_rollback=True), append=False)
         if "postgres" in item.keywords and not on_postgres:
-            if CI:
+            if CI and not SQLITE_PASS:
                 raise pytest.UsageError("CI=true and a PostgreSQL test cannot run")
             item.add_marker(skip_pg)
         if "redis" in item.keywords and not os.environ.get("TEST_REDIS_URL"):
@@ -63,6 +71,38 @@ def pytest_collection_modifyitems(config, items):
                 if CI:
                     raise pytest.UsageError(f"CI=true and {', '.join(absent)} is not installed for {item.nodeid}")
                 item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (make test installs it)"))
+
+
+def _open_transactions() -> list[str]:
+    """Database aliases with a transaction open in this thread, other than the test's own."""
+    from django.db import connections
+
+    return [
+        conn.alias for conn in connections.all(initialized_only=True)
+        if any(not getattr(block, "_from_testcase", False) for block in conn.atomic_blocks)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _no_network_call_inside_a_transaction(monkeypatch):
+    """House rule: no network call inside a database transaction (it would hold row locks, and on SQLite
+    the whole database, for as long as the other side takes). Every outbound HTTP call goes through
+    requests (Stripe's client, webhooks, the metrics store), so each one made inside a transaction fails
+    the test that made it, even where the code under test catches the error."""
+    from requests.adapters import HTTPAdapter
+
+    offences: list[str] = []
+    send = HTTPAdapter.send
+
+    def guarded_send(self, request, *args, **kwargs):
+        if open_in := _open_transactions():
+            offences.append(f"{request.method} {request.url} inside a transaction on {', '.join(open_in)}")
+            raise AssertionError(offences[-1])
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "send", guarded_send)
+    yield offences
+    assert not offences, f"network calls inside a database transaction: {offences}"
 
 
 @pytest.fixture(autouse=True)

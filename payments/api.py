@@ -91,7 +91,9 @@ class CheckoutSessionListView(APIView):
             )
             return 201, checkout_session_body(session)
 
-        return idempotency.run(request, request.data, operation)
+        # The Stripe call must not run inside a transaction: the service commits its write-ahead row
+        # (keyed by effect_key, the same for every attempt of this Idempotency-Key) before it calls.
+        return idempotency.run_outbound(request, request.data, operation)
 
 
 class CheckoutSessionDetailView(APIView):

@@ -103,10 +103,12 @@ def checkout_session_create(
 ) -> CheckoutSession:
     """Start a card top-up of `amount` micro-credits: a Stripe Checkout Session the customer is sent to.
 
-    Write-ahead: our row is saved first, Stripe is called with a key built from that row, then the row
-    gets Stripe's session. A call with the same idempotency_key returns the same top-up, and resumes
-    one whose Stripe call failed (Stripe answers a repeated key with the session it already made).
-    Raises ServiceUnavailable (503 billing_disabled / stripe_unavailable) or ValidationFailed (400).
+    Write-ahead: our row is committed first (status pending), Stripe is called outside any transaction
+    with a key built from that row, then the row gets Stripe's session in one short statement. A call
+    with the same idempotency_key returns the same top-up, and resumes one whose Stripe call failed or
+    is still running elsewhere (Stripe answers a repeated key with the session it already made).
+    Must not be called inside a transaction. Raises ServiceUnavailable (503 billing_disabled /
+    stripe_unavailable) or ValidationFailed (400).
     """
     require_billing_enabled()
     bounds = selectors.topup_bounds()
@@ -115,18 +117,22 @@ def checkout_session_create(
             f"top-ups are between {format_amount(bounds.minimum)} and {format_amount(bounds.maximum)} credits"
         ]})
     currency_amount = currency_amount_for(amount)
-    session, created = CheckoutSession.objects.get_or_create(
-        idempotency_key=idempotency_key,
-        defaults={
-            "project": project, "amount": amount, "currency": settings.STRIPE_CURRENCY.lower(),
-            "currency_amount": currency_amount, "created_by": actor,
-            "success_url": with_session_id_placeholder(success_url), "cancel_url": cancel_url,
-        },
-    )
+    # durable: the write-ahead row must really commit before Stripe is called, so a caller that opened a
+    # transaction around this (holding locks, on SQLite the whole database, across the network) fails here.
+    with transaction.atomic(durable=True):
+        session, created = CheckoutSession.objects.get_or_create(
+            idempotency_key=idempotency_key,
+            defaults={
+                "project": project, "amount": amount, "currency": settings.STRIPE_CURRENCY.lower(),
+                "currency_amount": currency_amount, "created_by": actor,
+                "success_url": with_session_id_placeholder(success_url), "cancel_url": cancel_url,
+            },
+        )
     if not created and (session.project_id != project.id or session.amount != amount):
         raise KeyReused("this idempotency key was used for another top-up")
     if session.stripe_session_id:
         return session
+    # Outside any transaction: the row above is committed, and its failure note below commits on its own.
     try:
         stripe_session = stripe_client.checkout_session_create(
             params=_checkout_params(session, project), idempotency_key=stripe_idempotency_key(session),
