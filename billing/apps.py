@@ -13,10 +13,17 @@ class BillingConfig(AppConfig):
         if _hooks_registered:
             return
         _hooks_registered = True
-        from wallets import ledger, serializers
+        from wallets import ledger, lifecycle, serializers
 
         from .selectors import wallet_burn_rate_extension
-        from .services.lifecycle import project_reactivate_if_funded
+        from .services.lifecycle import (
+            project_enter_grace_if_taken_back,
+            project_lift_suspension,
+            project_reactivate_if_funded,
+            project_suspend_by_staff,
+        )
 
         ledger.on_wallet_funded(project_reactivate_if_funded)
+        ledger.on_wallet_unfunded(project_enter_grace_if_taken_back)
+        lifecycle.register_staff_suspension(suspend=project_suspend_by_staff, lift=project_lift_suspension)
         serializers.wallet_body_extensions.append(wallet_burn_rate_extension)

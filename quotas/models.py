@@ -2,6 +2,8 @@
 
 from django.db import models
 
+from .quantities import format_quantity
+
 
 class ResourceType(models.Model):
     """A kind of resource the platform creates and bills: a VM, a GiB of storage, a GiB of egress, ..."""
@@ -44,7 +46,7 @@ class QuotaDefault(models.Model):
         constraints = [models.CheckConstraint(condition=models.Q(limit__gte=0), name="quota_default_limit_not_negative")]
 
     def __str__(self) -> str:
-        return f"default {self.resource_type}: {self.limit}"
+        return f"default {self.resource_type}: {format_quantity(self.limit)}"
 
 
 class Quota(models.Model):
@@ -75,7 +77,8 @@ class Quota(models.Model):
         ordering = ["project_id", "resource_type__code"]
 
     def __str__(self) -> str:
-        return f"{self.project_id}/{self.resource_type_id}: {self.used}+{self.reserved} of {self.limit}"
+        limit = format_quantity(self.limit) if self.limit is not None else "no limit"
+        return f"{self.project_id}/{self.resource_type_id}: {format_quantity(self.used)}+{format_quantity(self.reserved)} of {limit}"
 
 
 class Reservation(models.Model):

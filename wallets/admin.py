@@ -1,11 +1,14 @@
 """Staff screens for the ledger. Money is read-only here: staff move credits through the
-"credit / debit wallet" form, which calls the ledger like any other client."""
+"credit / debit wallet" form, which calls the ledger like any other client. A project's status is
+read-only too: it moves by the lifecycle, and staff suspend a project (with a reason) or lift their
+suspension through the two actions, which need the wallets.suspend_project permission."""
 
 import csv
 import uuid
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -19,7 +22,9 @@ from creditservice.lib.money import MoneyError, format_amount, parse_amount
 
 from . import services
 from .auth import api_key_create, clear_key_cache
+from .lifecycle import staff_suspension
 from .models import Account, ApiKey, IdempotencyRecord, Membership, Project, Transfer
+from .selectors import WalletFigures, wallet_figures, wallet_figures_of
 
 
 class MembershipInline(admin.TabularInline):
@@ -42,13 +47,33 @@ class WalletAdjustmentForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
 
 
+class StaffSuspensionForm(forms.Form):
+    reason = forms.CharField(max_length=Project._meta.get_field("suspension_reason").max_length,
+                             widget=forms.TextInput(attrs={"size": 60}),
+                             help_text="Required (surrounding spaces are dropped). Shown to the project's members "
+                                       "and sent with the project.suspended webhook.")
+
+
+def _figures(project: Project) -> WalletFigures:
+    """The wallet as admission sees it (a hold past its expiry is freed); the changelist reads a page at once."""
+    figures = getattr(project, "wallet_figures", None)
+    return figures if figures is not None else wallet_figures_of(project.wallet)
+
+
 def _micros_column(attribute: str, description: str):
     def column(model_admin, obj) -> str:
-        wallet = getattr(obj, "wallet", obj)
-        return format_amount(getattr(wallet, attribute))
+        return format_amount(getattr(_figures(obj), attribute))
 
     column.short_description = description
     return column
+
+
+class ProjectChangeList(ChangeList):
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        figures = wallet_figures([project.wallet for project in self.result_list])
+        for project in self.result_list:
+            project.wallet_figures = figures[project.id]
 
 
 @admin.register(Project)
@@ -58,10 +83,13 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     list_select_related = ["wallet"]
     inlines = [MembershipInline]
-    readonly_fields = ["balance", "reserved", "available", "created_at", "adjust_link"]
-    fields = ["slug", "name", "status", "grace_until", "grace_period_hours", "min_runtime_hours",
-              "balance", "reserved", "available", "adjust_link", "created_at"]
-    actions = ["adjust_wallet_action"]
+    # The status moves by the lifecycle only (each change recorded, with its webhook): staff use the
+    # suspend / lift actions, never the field.
+    readonly_fields = ["status", "grace_until", "suspended_by_staff", "suspension_reason", "balance", "reserved",
+                       "available", "created_at", "adjust_link", "suspension_link"]
+    fields = ["slug", "name", "status", "grace_until", "suspended_by_staff", "suspension_reason", "suspension_link",
+              "grace_period_hours", "min_runtime_hours", "balance", "reserved", "available", "adjust_link", "created_at"]
+    actions = ["adjust_wallet_action", "suspend_action", "lift_suspension_action"]
 
     balance = _micros_column("balance", "balance")
     reserved = _micros_column("reserved", "reserved")
@@ -70,6 +98,21 @@ class ProjectAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The slug names the project in every API path and key; it is set once.
         return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def get_changelist(self, request, **kwargs):
+        return ProjectChangeList
+
+    def has_suspend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("wallets.suspend_project")
+
+    @admin.display(description="staff suspension")
+    def suspension_link(self, obj: Project) -> str:
+        if not obj.pk:
+            return "-"
+        if obj.suspended_by_staff:
+            return "Suspended by staff: lift it with the \"Lift the staff suspension\" action of the project list."
+        url = reverse("admin:wallets_project_suspend", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Suspend project</a>', url)
 
     @admin.display(description="wallet")
     def adjust_link(self, obj: Project) -> str:
@@ -90,6 +133,7 @@ class ProjectAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("<int:project_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="wallets_project_adjust"),
+            path("<int:project_id>/suspend/", self.admin_site.admin_view(self.suspend_view), name="wallets_project_suspend"),
             *super().get_urls(),
         ]
 
@@ -99,6 +143,50 @@ class ProjectAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one project to credit or debit.", messages.WARNING)
             return None
         return HttpResponseRedirect(reverse("admin:wallets_project_adjust", args=[queryset.get().pk]))
+
+    @admin.action(description="Suspend the selected project (staff; asks for a reason)", permissions=["suspend"])
+    def suspend_action(self, request: HttpRequest, queryset: QuerySet[Project]):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one project to suspend.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:wallets_project_suspend", args=[queryset.get().pk]))
+
+    @admin.action(description="Lift the staff suspension of the selected projects", permissions=["suspend"])
+    def lift_suspension_action(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        lift = staff_suspension().lift
+        lifted = [project.slug for project in queryset.order_by("id")
+                  if lift(project_id=project.id, actor=f"user:{request.user.pk}")]
+        skipped = queryset.count() - len(lifted)
+        message = f"Lifted the suspension of {', '.join(lifted) or 'no project'}."
+        if skipped:
+            message += f" {skipped} selected project(s) were not suspended by staff."
+        self.message_user(request, message, messages.SUCCESS if lifted else messages.WARNING)
+
+    def suspend_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        if not self.has_suspend_permission(request):
+            return HttpResponse("You may not suspend projects.", status=403)
+        project = get_object_or_404(Project, pk=project_id)
+        form = StaffSuspensionForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                suspended = staff_suspension().suspend(project_id=project.id, reason=form.cleaned_data["reason"],
+                                                       actor=f"user:{request.user.pk}")
+            except ValueError as exc:
+                form.add_error(None, str(exc))
+            else:
+                if suspended:
+                    self.message_user(request, f"{project.slug} is suspended until staff lift it.", messages.SUCCESS)
+                else:
+                    self.message_user(request, f"{project.slug} was already suspended by staff.", messages.WARNING)
+                return HttpResponseRedirect(reverse("admin:wallets_project_change", args=[project.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Suspend {project.slug}",
+            "project": project,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/wallets/suspend_project.html", context)
 
     def adjust_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
         if not request.user.has_perm("wallets.add_transfer"):
@@ -124,7 +212,7 @@ class ProjectAdmin(admin.ModelAdmin):
             "form": form,
             "opts": self.model._meta,
             "balance": format_amount(project.wallet.balance),
-            "available": format_amount(project.wallet.available),
+            "available": format_amount(wallet_figures_of(project.wallet).available),
         }
         return TemplateResponse(request, "admin/wallets/adjust_wallet.html", context)
 
@@ -140,7 +228,7 @@ class AccountAdmin(ReadOnlyAdmin):
     def balance_credits(self, obj: Account) -> str:
         return format_amount(obj.balance)
 
-    @admin.display(description="reserved")
+    @admin.display(description="reserved (cached: includes holds past expiry until the expiry task releases them)")
     def reserved_credits(self, obj: Account) -> str:
         return format_amount(obj.reserved)
 

@@ -26,11 +26,25 @@ class Project(models.Model):
     # Per-project overrides of settings.GRACE_PERIOD_HOURS and settings.MIN_RUNTIME_HOURS.
     grace_period_hours = models.PositiveIntegerField(null=True, blank=True)
     min_runtime_hours = models.PositiveIntegerField(null=True, blank=True)
+    # A suspension by staff, for a reason other than money (abuse, a contract, ...): funding does not
+    # lift it, only staff do (admin "lift suspension"). Written only by billing's lifecycle, which
+    # records each change as a ProjectStatusChange with its webhook.
+    suspended_by_staff = models.BooleanField(default=False)
+    suspension_reason = models.CharField(max_length=200, blank=True, help_text="Why staff suspended it; shown to its members.")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["slug"]
+        permissions = [("suspend_project", "Can suspend a project and lift its suspension")]
+        constraints = [
+            # A staff suspension is a suspended project with its reason; none leaves no reason behind.
+            models.CheckConstraint(
+                condition=Q(suspended_by_staff=False, suspension_reason="")
+                | (Q(suspended_by_staff=True, status="suspended") & ~Q(suspension_reason="")),
+                name="project_staff_suspension_shape",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.slug

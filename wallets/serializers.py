@@ -11,8 +11,8 @@ from .models import Project, Transfer
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["slug", "name", "status", "grace_until", "created_at"]
-        read_only_fields = ["status", "grace_until", "created_at"]
+        fields = ["slug", "name", "status", "grace_until", "suspended_by_staff", "suspension_reason", "created_at"]
+        read_only_fields = ["status", "grace_until", "suspended_by_staff", "suspension_reason", "created_at"]
 
 
 class ProjectCreateSerializer(StrictSerializer):

@@ -1,8 +1,13 @@
-"""The project lifecycle: active → grace → suspended, and back to active when funded.
+"""The project lifecycle: active → grace → suspended, and back to active when funded; and staff
+suspensions, which only staff lift.
 
 Each transition locks the project row, re-reads its status and its wallet, writes, records a
 ProjectStatusChange and queues the webhook, all in one transaction; a transition that another
-worker already made is a quiet no-op.
+worker already made is a quiet no-op. "Available" is the wallet as admission sees it (a hold past
+its expiry is already freed: wallets.selectors.wallet_figures).
+
+A staff suspension (suspended_by_staff) is for a reason other than money: funding, the sweep and the
+wallet hooks leave it alone; only project_lift_suspension ends it.
 """
 
 from collections.abc import Iterable
@@ -15,6 +20,7 @@ from django.utils import timezone
 
 from creditservice.lib.money import format_amount
 from wallets.models import Account, Project
+from wallets.selectors import project_wallet_figures
 
 from ..models import BillingRun, Charge, ProjectStatusChange, WebhookEndpoint
 from .webhooks import webhook_event_emit
@@ -25,6 +31,11 @@ Event = WebhookEndpoint.Event
 REASON_UNFUNDED = "a usage charge left the available balance at or below zero"
 REASON_GRACE_OVER = "the grace period ended and the wallet is still unfunded"
 REASON_FUNDED = "funded: the available balance is above zero"
+REASON_TAKEN_BACK = "a refund or debit left the available balance at or below zero"
+REASON_LIFTED = "staff lifted the suspension"
+REASON_UNFUNDED_AFTER_LIFT = "the available balance is at or below zero"
+# A staff reason is at most this long, so "suspended by staff: <reason>" fits ProjectStatusChange.reason.
+STAFF_REASON_MAX_LENGTH = Project._meta.get_field("suspension_reason").max_length
 
 
 def grace_period(project: Project) -> timedelta:
@@ -37,20 +48,27 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _available(project_id: int) -> int:
-    wallet = Account.objects.filter(project_id=project_id, kind=Account.Kind.WALLET).values_list("balance", "reserved").get()
-    return wallet[0] - wallet[1]
+    return project_wallet_figures(project_id).available
 
 
-def _transition(project: Project, to_status: str, reason: str, *, grace_until: datetime | None, event: str, now: datetime) -> None:
+def _transition(project: Project, to_status: str, reason: str, *, grace_until: datetime | None, event: str, now: datetime,
+                staff_reason: str | None = None) -> None:
+    """staff_reason: set for a staff suspension, "" when staff lift it, None to leave it as it is."""
     from_status = project.status
     project.status = to_status
     project.grace_until = grace_until
-    project.save(update_fields=["status", "grace_until"])
+    fields = ["status", "grace_until"]
+    if staff_reason is not None:
+        project.suspended_by_staff = bool(staff_reason)
+        project.suspension_reason = staff_reason
+        fields += ["suspended_by_staff", "suspension_reason"]
+    project.save(update_fields=fields)
+    reason = reason[:ProjectStatusChange._meta.get_field("reason").max_length]
     ProjectStatusChange.objects.create(project=project, from_status=from_status, to_status=to_status, reason=reason,
                                        grace_until=grace_until, at=now)
     webhook_event_emit(project=project, event_type=event, data={
         "status": to_status, "previous_status": from_status, "reason": reason, "grace_until": _iso(grace_until),
-        "available": format_amount(_available(project.id)),
+        "available": format_amount(_available(project.id)), "suspended_by_staff": project.suspended_by_staff,
     })
 
 
@@ -103,16 +121,65 @@ def project_suspend_if_grace_over(*, project_id: int) -> bool:
     return True
 
 
+def project_enter_grace_if_taken_back(project_id: int) -> bool:
+    """The wallets.ledger.on_wallet_unfunded hook: a refund or debit that leaves an active project's
+    available balance at or below zero puts it into grace, as a usage charge does."""
+    if not Project.objects.filter(id=project_id, status=Status.ACTIVE).exists():
+        return False
+    return project_enter_grace(project_id=project_id, reason=REASON_TAKEN_BACK)
+
+
 def project_reactivate_if_funded(project_id: int) -> bool:
-    """The wallets.ledger.on_wallet_funded hook: funded at any point → active at once."""
-    if not Project.objects.filter(id=project_id, status__in=[Status.GRACE, Status.SUSPENDED]).exists():
+    """The wallets.ledger.on_wallet_funded hook: funded at any point → active at once, unless staff
+    suspended the project (funding does not lift that)."""
+    if not Project.objects.filter(id=project_id, status__in=[Status.GRACE, Status.SUSPENDED],
+                                  suspended_by_staff=False).exists():
         return False  # the usual case (an active project topped up) costs one indexed read
     now = timezone.now()
     with transaction.atomic():
         project = Project.objects.select_for_update().get(id=project_id)
-        if project.status not in (Status.GRACE, Status.SUSPENDED) or _available(project_id) <= 0:
+        if (project.status not in (Status.GRACE, Status.SUSPENDED) or project.suspended_by_staff
+                or _available(project_id) <= 0):
             return False
         _transition(project, Status.ACTIVE, REASON_FUNDED, grace_until=None, event=Event.PROJECT_REACTIVATED, now=now)
+    return True
+
+
+def project_suspend_by_staff(*, project_id: int, reason: str, actor: str) -> bool:
+    """Staff suspend a project for a reason other than money. Lasts until project_lift_suspension.
+    False when it already was (a repeat is a quiet no-op); a closed project cannot be suspended."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a staff suspension needs a reason")
+    if len(reason) > STAFF_REASON_MAX_LENGTH:
+        raise ValueError(f"a staff suspension's reason is at most {STAFF_REASON_MAX_LENGTH} characters")
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(id=project_id)
+        if project.suspended_by_staff:
+            return False
+        if project.status == Status.CLOSED:
+            raise ValueError(f"project {project.slug!r} is closed")
+        _transition(project, Status.SUSPENDED, f"suspended by staff ({actor}): {reason}", grace_until=None,
+                    event=Event.PROJECT_SUSPENDED, now=now, staff_reason=reason)
+    return True
+
+
+def project_lift_suspension(*, project_id: int, actor: str) -> bool:
+    """Staff lift their suspension: the project is active again if its wallet is funded, else in grace
+    (a full grace period from now), as an unfunded active project would be. False when it was not
+    suspended by staff (a repeat is a quiet no-op)."""
+    now = timezone.now()
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(id=project_id)
+        if not project.suspended_by_staff:
+            return False
+        if _available(project_id) > 0:
+            _transition(project, Status.ACTIVE, f"{REASON_LIFTED} ({actor})", grace_until=None,
+                        event=Event.PROJECT_REACTIVATED, now=now, staff_reason="")
+        else:
+            _transition(project, Status.GRACE, f"{REASON_LIFTED} ({actor}); {REASON_UNFUNDED_AFTER_LIFT}",
+                        grace_until=now + grace_period(project), event=Event.PROJECT_GRACE, now=now, staff_reason="")
     return True
 
 
@@ -125,7 +192,10 @@ def lifecycle_sweep(*, now: datetime | None = None) -> dict[str, int]:
     for project_id in Project.objects.filter(status=Status.GRACE, grace_until__lte=now).order_by("id").values_list("id", flat=True):
         if project_suspend_if_grace_over(project_id=project_id):
             suspended += 1
-    funded = (Project.objects.filter(status__in=[Status.GRACE, Status.SUSPENDED], wallet__balance__gt=F("wallet__reserved"))
+    # A staff suspension is not lifted by money. Funded by the cached columns: a project funded only
+    # once its overdue holds are released is found on the sweep after the expiry task released them.
+    funded = (Project.objects.filter(status__in=[Status.GRACE, Status.SUSPENDED], suspended_by_staff=False,
+                                     wallet__balance__gt=F("wallet__reserved"))
               .order_by("id").values_list("id", flat=True))
     for project_id in funded:
         if project_reactivate_if_funded(project_id):

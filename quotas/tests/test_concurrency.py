@@ -4,7 +4,6 @@ import random
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -12,6 +11,7 @@ from django.db import connection
 from creditservice.lib.money import format_amount, parse_amount
 from creditservice.testing.fixtures import ServiceClient
 from quotas.models import Budget, Quota, Reservation, ResourceType
+from quotas.quantities import format_quantity
 from quotas.tests.helpers import ledger_is_consistent, reserve, set_quota, units
 from wallets.models import Account, Project
 from wallets.tests.factories import ProjectFactory, platform_key
@@ -108,7 +108,7 @@ def test_random_interleaving_leaves_wallets_quotas_and_budgets_equal_to_the_mode
     budget = {"p0": None, "p1": 20_000_000, "p2": 45_000_000}
     for slug in slugs:
         project = ProjectFactory(slug=slug, balance=initial[slug])
-        set_quota(project, "vcpu", str(quota_limit[slug]))
+        set_quota(project, "vcpu", format_quantity(quota_limit[slug]))
         if budget[slug] is not None:
             Budget.objects.create(project=project, hard_limit=budget[slug])
 
@@ -173,8 +173,8 @@ def test_random_interleaving_leaves_wallets_quotas_and_budgets_equal_to_the_mode
         assert wallet.reserved == held
         assert wallet.balance - wallet.reserved >= 0
         quota = Quota.objects.get(project__slug=slug, resource_type__code="vcpu")
-        assert quota.used == sum((Decimal(c["quantity"]) for c in mine if c["id"] in committed), units("0"))
-        assert quota.reserved == sum((Decimal(c["quantity"]) for c in pending), units("0"))
+        assert quota.used == sum(units(c["quantity"]) for c in mine if c["id"] in committed)
+        assert quota.reserved == sum(units(c["quantity"]) for c in pending)
         assert quota.used + quota.reserved <= quota_limit[slug]
         if budget[slug] is not None:
             assert charged + held <= budget[slug]

@@ -27,23 +27,38 @@ log = logging.getLogger(__name__)
 _WALLET = Account._meta.db_table
 _TRANSFER = Transfer._meta.db_table
 
-# Hooks run after a commit that funded a wallet (available > 0). Registered by higher apps
-# (billing's lifecycle reactivates a project in grace) so this module never imports them.
+# Hooks that react to a wallet's funding, registered by higher apps (billing's lifecycle) so this
+# module never imports them. Funded: a transfer left available > 0 (a project in grace or suspended
+# for money is reactivated). Unfunded: a transfer out (a refund, a debit) left available <= 0 (an
+# active project goes into grace, as after a usage charge).
 _funded_hooks: list[Callable[[int], None]] = []
+_unfunded_hooks: list[Callable[[int], None]] = []
 
 
 def on_wallet_funded(hook: Callable[[int], None]) -> Callable[[int], None]:
-    """Register hook(project_id), called after commit whenever a transfer leaves available > 0."""
+    """Register hook(project_id), called whenever a transfer leaves available > 0."""
     _funded_hooks.append(hook)
     return hook
 
 
-def _run_funded_hooks(project_id: int) -> None:
-    for hook in _funded_hooks:
+def on_wallet_unfunded(hook: Callable[[int], None]) -> Callable[[int], None]:
+    """Register hook(project_id), called whenever transfer() takes credits out and leaves available <= 0."""
+    _unfunded_hooks.append(hook)
+    return hook
+
+
+def _run_hooks(hooks: list[Callable[[int], None]], project_id: int) -> None:
+    for hook in hooks:
         try:
-            hook(project_id)
-        except Exception:  # a hook must never undo money that has moved
-            log.exception("wallet funded hook %r failed for project %s", hook, project_id)
+            # Its own savepoint: a failing hook rolls back only what it wrote, never the money.
+            with transaction.atomic():
+                hook(project_id)
+        except Exception:
+            log.exception("wallet hook %r failed for project %s", hook, project_id)
+
+
+def _run_funded_hooks(project_id: int) -> None:
+    _run_hooks(_funded_hooks, project_id)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ def transfer(
     billing charges pass False because usage already happened and may overdraw the wallet.
     release_hold: micro-credits of reserved to drop in the same statement (commit of a hold).
     Returns (transfer, created). A repeated idempotency_key returns the first transfer, moving nothing.
+    The funded or unfunded hooks run inside the same transaction (see on_wallet_funded).
     """
     if amount <= 0:
         raise ValueError("a transfer moves a positive amount")
@@ -154,8 +170,13 @@ def transfer(
                 actor=actor,
                 wallet_balance_after=state.balance,
             )
+            # The hooks run in this transaction, after the wallet moved: the project's status changes
+            # with the money, and a caller that answers from this transaction (the wallet API, whose
+            # stored answer commits with the effect) shows the state after both.
             if state.available > 0:
-                transaction.on_commit(lambda: _run_funded_hooks(project_id))
+                _run_hooks(_funded_hooks, project_id)
+            elif direction == "out":
+                _run_hooks(_unfunded_hooks, project_id)
     except IntegrityError:
         # A concurrent request with the same key won the unique index; ours rolled back whole.
         existing = Transfer.objects.filter(idempotency_key=idempotency_key).first()
