@@ -1,9 +1,10 @@
 """Admission API: thin views over selectors and services.
 
 Who may do what: any caller that sees the project may read (project-scoped keys see only their
-project; another project's objects are 404). Reserve, commit, release and the release of quota usage
-need a service key (platform or the project's own) or a staff user. Quota limits and budgets are set
-by platform keys and staff only.
+project; another project's objects are 404). Reserve, commit and release need a service key (platform
+or the project's own) or a staff user. Quota limits, budgets and the release of quota usage are for
+platform keys and staff only: lowering `used` raises what the project may hold, so a project's own
+key releasing usage would let it lift its own quota.
 """
 
 from django.utils import timezone
@@ -238,9 +239,11 @@ class QuotaReleaseView(APIView):
     @extend_schema(request=QuotaReleaseSerializer, parameters=[IDEMPOTENCY_PARAM])
     def post(self, request: Request, slug: str, resource_type: str) -> Response:
         """A resource was deleted: used -= quantity, never below zero. Needs an Idempotency-Key, since
-        repeating it would release twice."""
+        repeating it would release twice. Platform keys and staff only (403 forbidden otherwise): the
+        platform that deleted the resource says so; a project-scoped key could otherwise lower its own
+        usage and escape its quota."""
         project = _project(request, slug)
-        _require_service_or_staff(request)
+        access.require_platform_or_staff(request)
         data = validated(QuotaReleaseSerializer, request.data)
         kind = _resource_type(resource_type)
 
