@@ -1,4 +1,4 @@
-"""Runs and workers at once, on PostgreSQL with real threads and processes: every unit of usage is charged once."""
+"""Runs and workers at once, with real threads (both backends) and processes (PostgreSQL): every unit of usage is charged once."""
 
 import os
 import signal
@@ -24,7 +24,8 @@ from wallets.tests.factories import ProjectFactory
 from .conftest import HOUR, WINDOW
 from .factories import bill, usage
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# Real threads on every backend; the Celery worker test below needs PostgreSQL (it says why).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -95,6 +96,46 @@ def test_overlapping_chunk_work_without_the_run_lock_still_charges_once(clock):
     _each_charged_once(projects)
 
 
+def test_a_run_that_meets_other_writers_charges_every_project(clock, settings):
+    """Admission keeps writing while a run bills: on SQLite a deferred transaction that met another
+    writer failed at once ("database is locked") and the run ended partial with nothing charged."""
+    from wallets import services as wallet_services
+
+    settings.BILLING_CHUNK_SIZE = 2
+    projects = _projects_with_usage(8)
+    stop = False
+
+    def write_meanwhile(i):
+        n = 0
+        while not stop and n < 200:
+            n += 1
+            wallet_services.wallet_credit(project=projects[i], amount=1, reason="meanwhile",
+                                          idempotency_key=f"meanwhile:{i}:{n}", actor="system")
+        return n
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        writers = [pool.submit(lambda i=i: _closing(write_meanwhile, i)) for i in range(2)]
+        outcome = pool.submit(lambda: _closing(bill, WINDOW)).result(timeout=120)
+        stop = True
+        credits = sum(w.result(timeout=120) for w in writers)
+    run = BillingRun.objects.get()
+    assert run.status == BillingRun.Status.SUCCEEDED, (outcome.message, run.error)
+    assert Charge.objects.count() == 2 * len(projects)
+    assert Transfer.objects.filter(kind=Transfer.Kind.USAGE).count() == 2 * len(projects)
+    assert Transfer.objects.filter(reason="meanwhile").count() == credits
+    assert ledger_check().ok
+
+
+def _closing(function, *args):
+    try:
+        return function(*args)
+    finally:
+        connection.close()
+
+
+# PostgreSQL only: it holds one wallet row locked (SELECT ... FOR UPDATE) from a second connection while
+# the others are charged; SQLite has no row locks, its write lock would stop every chunk at once.
+@pytest.mark.postgres
 @pytest.mark.redis
 def test_celery_worker_processes_take_the_chunks_of_one_run_in_parallel(tmp_path):
     """As deployed: the admin's task on a real `celery worker` (prefork, two processes). The first

@@ -337,7 +337,6 @@ def test_a_failed_event_is_applied_again_when_stripe_redelivers_it(webhook, fake
 
 # --- concurrency -----------------------------------------------------------------------------------
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_deliveries_of_one_event_fund_once(fake_stripe, project):
     fake_stripe.deliver_on_pay = False
@@ -366,7 +365,6 @@ def test_twenty_parallel_deliveries_of_one_event_fund_once(fake_stripe, project)
     assert ledger_check().ok
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_distinct_events_for_one_session_fund_once(fake_stripe, project):
     fake_stripe.deliver_on_pay = False

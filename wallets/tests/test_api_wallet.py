@@ -158,7 +158,6 @@ def test_unknown_project_is_404(platform, db):
     assert response.json() == {"error": "not_found", "detail": "no project 'nope'"}
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_fifty_parallel_debits_against_room_for_twenty_let_exactly_twenty_through(platform):
     from django.db import connection
@@ -181,7 +180,6 @@ def test_fifty_parallel_debits_against_room_for_twenty_let_exactly_twenty_throug
     assert ledger_check().ok
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_retries_of_one_request_move_credits_once(platform):
     from django.db import connection
