@@ -15,7 +15,7 @@ class BillingConfig(AppConfig):
         _hooks_registered = True
         from wallets import ledger, lifecycle, serializers
 
-        from .selectors import wallet_burn_rate_extension
+        from .selectors import transactions_page_extension, wallet_burn_rate_extension
         from .services.lifecycle import (
             project_enter_grace_if_taken_back,
             project_lift_suspension,
@@ -27,3 +27,4 @@ class BillingConfig(AppConfig):
         ledger.on_wallet_unfunded(project_enter_grace_if_taken_back)
         lifecycle.register_staff_suspension(suspend=project_suspend_by_staff, lift=project_lift_suspension)
         serializers.wallet_body_extensions.append(wallet_burn_rate_extension)
+        serializers.transactions_page_extensions.append(transactions_page_extension)

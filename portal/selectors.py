@@ -17,10 +17,12 @@ from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.utils import timezone
 
+from billing import selectors as billing_selectors
 from creditservice.lib.money import credits_to_micros
 from payments import selectors as payment_selectors
 from payments.models import CheckoutSession
 from wallets.models import Project, Transfer
+from wallets.selectors import WalletFigures, wallet_figures, wallet_figures_of
 
 SPEND_CHART_DAYS = 30
 
@@ -40,6 +42,41 @@ def project_for_member(user: AbstractBaseUser, slug: str) -> Project:
 def project_transfers(project: Project) -> QuerySet[Transfer]:
     """The project's statement, newest first (served by the transfer_project_recent index)."""
     return Transfer.objects.filter(project=project).order_by("-id")
+
+
+def wallet_of(project: Project) -> WalletFigures:
+    """Balance, reserved and available as admission sees them (a hold past its expiry is freed)."""
+    return wallet_figures_of(project.wallet)
+
+
+def project_cards(projects: list[Project]) -> list[tuple[Project, WalletFigures]]:
+    """Each project with its wallet figures, in one read of overdue holds for the whole list."""
+    figures = wallet_figures([project.wallet for project in projects])
+    return [(project, figures[project.id]) for project in projects]
+
+
+def project_burn(project: Project) -> billing_selectors.Burn:
+    """Burn rate per hour and runway, as GET /projects/{slug}/wallet answers them."""
+    return billing_selectors.project_burn(project)
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    transfer: Transfer
+    signed_amount: int  # micro-credits, as the wallet saw it
+    charge: billing_selectors.ChargeLine | None  # a usage charge or credit-back: what it was for
+
+    @property
+    def description(self) -> str:
+        return self.charge.description if self.charge is not None else self.transfer.reason
+
+
+def statement_rows(project: Project, transfers: list[Transfer]) -> list[StatementRow]:
+    """One page of the statement, usage lines explained by their charges (one query for the page)."""
+    lines = billing_selectors.charge_lines(transfers)
+    wallet_id = project.wallet.id
+    return [StatementRow(transfer=t, signed_amount=t.signed_amount_for(wallet_id), charge=lines.get(t.id))
+            for t in transfers]
 
 
 @dataclass(frozen=True)

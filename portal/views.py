@@ -23,18 +23,19 @@ TRANSFERS_PER_PAGE = 20
 @login_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/index.html", {"projects": selectors.member_projects(request.user)})
+    cards = selectors.project_cards(list(selectors.member_projects(request.user)))
+    return render(request, "portal/index.html", {"projects": cards})
 
 
 def _render_project(request: HttpRequest, project: Project, *, status: int = 200,
                     topup_form: TopUpForm | None = None, topup_error: str = "") -> HttpResponse:
-    wallet = project.wallet
     page = Paginator(selectors.project_transfers(project), TRANSFERS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "project": project,
-        "wallet": wallet,
+        "wallet": selectors.wallet_of(project),
+        "burn": selectors.project_burn(project),
         "page": page,
-        "rows": [(transfer, transfer.signed_amount_for(wallet.id)) for transfer in page.object_list],
+        "rows": selectors.statement_rows(project, list(page.object_list)),
         "chart": spend_chart(selectors.daily_spend(project)),
         "quotas": selectors.project_quotas(project),
         "budget": selectors.budget_status(project),
@@ -112,7 +113,7 @@ def topup_success(request: HttpRequest, slug: str) -> HttpResponse:
     session = selectors.checkout_session(project, session_id)
     return render(request, "portal/topup_success.html", {
         "project": project,
-        "wallet": project.wallet,
+        "wallet": selectors.wallet_of(project),
         "session": session,
         "session_id": session_id,
         # Funded once the webhook's ledger transfer exists (a later refund does not undo that here).
@@ -129,7 +130,7 @@ def topup_status(request: HttpRequest, slug: str) -> JsonResponse:
     session = selectors.checkout_session(project, request.GET.get("session_id", ""))
     if session is None:
         return JsonResponse({"error": "not_found", "detail": "no such checkout session"}, status=404)
-    wallet = project.wallet
+    wallet = selectors.wallet_of(project)
     return JsonResponse({
         "status": session.status,
         "funded": session.funded,

@@ -18,6 +18,7 @@ from .serializers import (
     TransactionFilterSerializer,
     WalletMovementSerializer,
     transfer_body,
+    transfer_page_bodies,
     wallet_body,
 )
 
@@ -93,8 +94,7 @@ class TransactionListView(APIView):
             transfers = transfers.filter(created_at__lt=filters["until"])
         paginator = TransferCursorPagination()
         page = paginator.paginate_queryset(transfers, request, view=self)
-        wallet_id = project.wallet.id
-        return paginator.get_paginated_response([transfer_body(t, wallet_id) for t in page])
+        return paginator.get_paginated_response(transfer_page_bodies(list(page), project.wallet.id))
 
 
 class _WalletMovementView(APIView):

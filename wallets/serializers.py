@@ -6,6 +6,7 @@ from creditservice.lib.fields import CreditsField, StrictSerializer
 from creditservice.lib.money import format_amount
 
 from .models import Project, Transfer
+from .selectors import wallet_figures_of
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -32,11 +33,13 @@ wallet_body_extensions: list[Callable[[Project], dict]] = []
 
 def wallet_body(project: Project) -> dict:
     wallet = project.wallet
+    # reserved and available as admission sees them: a hold past its expiry is already freed.
+    figures = wallet_figures_of(wallet)
     body = {
         "project": project.slug,
-        "balance": format_amount(wallet.balance),
-        "reserved": format_amount(wallet.reserved),
-        "available": format_amount(wallet.available),
+        "balance": format_amount(figures.balance),
+        "reserved": format_amount(figures.reserved),
+        "available": format_amount(figures.available),
         "status": project.status,
         "updated_at": wallet.updated_at.isoformat().replace("+00:00", "Z"),
     }
@@ -52,9 +55,27 @@ def transfer_body(transfer: Transfer, wallet_id: int) -> dict:
         "amount": format_amount(transfer.signed_amount_for(wallet_id)),
         "balance_after": format_amount(transfer.wallet_balance_after),
         "reason": transfer.reason,
+        # What the line is for, in words; higher apps say more for the lines they wrote (see below).
+        "description": transfer.reason,
         "reference": transfer.reference,
         "created_at": transfer.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+# Higher apps explain the statement lines they caused (billing: a usage charge's resource type, window,
+# quantity, unit and rate), read at read time so their writers stay set-based. Each extension maps one
+# page of transfers to {transfer id: extra keys} with a bounded number of queries (not one per line).
+transactions_page_extensions: list[Callable[[list[Transfer]], dict[int, dict]]] = []
+
+
+def transfer_page_bodies(transfers: list[Transfer], wallet_id: int) -> list[dict]:
+    """One page of GET /projects/{slug}/transactions."""
+    bodies = [transfer_body(transfer, wallet_id) for transfer in transfers]
+    for extension in transactions_page_extensions:
+        extra = extension(transfers)
+        for body in bodies:
+            body.update(extra.get(body["id"], {}))
+    return bodies
 
 
 class TransactionFilterSerializer(StrictSerializer):
