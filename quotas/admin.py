@@ -16,7 +16,7 @@ from creditservice.lib.money import format_amount, parse_amount
 from wallets.admin import ProjectAdmin, ReadOnlyAdmin
 from wallets.models import Project
 
-from . import services
+from . import selectors, services
 from .errors import ReservationEnded
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
 from .quantities import format_quantity, parse_quantity
@@ -48,8 +48,32 @@ class QuotaDefaultInline(admin.TabularInline):
     verbose_name = "default limit for projects without their own quota"
 
 
+class ResourceTypeForm(forms.ModelForm):
+    """The unit and the metering kind say what every quantity of the type counts (its billing unit, e.g.
+    vm-hours): once prices, usage or quotas are in those units, changing either would make the next
+    billing run fail every project of the type (unit_mismatch) or read old quantities in a new unit.
+    Such a change is refused: add a new resource type instead."""
+
+    class Meta:
+        model = ResourceType
+        fields = ["code", "display_name", "unit", "metering"]
+
+    def clean(self):
+        data = super().clean()
+        changed = [name for name in ("unit", "metering") if name in self.changed_data]
+        if self.instance.pk and changed:
+            uses = selectors.resource_type_uses(self.instance)
+            if uses:
+                for name in changed:
+                    self.add_error(name, f"{self.instance.code} already has {', '.join(uses)} in "
+                                         f"{self.instance.billing_unit}: its {name} cannot change. "
+                                         "Add a new resource type instead.")
+        return data
+
+
 @admin.register(ResourceType)
 class ResourceTypeAdmin(admin.ModelAdmin):
+    form = ResourceTypeForm
     list_display = ["code", "display_name", "unit", "metering"]
     search_fields = ["code", "display_name"]
     inlines = [QuotaDefaultInline]

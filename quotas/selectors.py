@@ -97,6 +97,20 @@ def clear_caches() -> None:
     _resource_type_ids.clear()
 
 
+def resource_type_uses(resource_type: ResourceType) -> list[str]:
+    """What already counts in this type's units: its prices, usage, charges, quotas, reservations, ...
+    (verbose names, for staff). Found through the relations that point at the type, so quotas names no
+    app above it. The staff default limit alone is not a use: it is edited with the type."""
+    uses = []
+    for relation in ResourceType._meta.related_objects:
+        model = relation.related_model
+        if model is QuotaDefault:
+            continue
+        if model._default_manager.filter(**{relation.field.name: resource_type}).exists():
+            uses.append(str(model._meta.verbose_name_plural))
+    return sorted(uses)
+
+
 def effective_status(status: str, expires_at: datetime, now: datetime) -> str:
     if status == Reservation.Status.PENDING and expires_at <= now:
         return Reservation.Status.EXPIRED
