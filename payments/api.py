@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from creditservice.lib.errors import NotFound
 from creditservice.lib.fields import CreditsField, StrictSerializer
 from creditservice.lib.money import format_amount, format_currency_minor
+from creditservice.lib.text import no_control_characters
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
 from wallets.models import Project
@@ -25,8 +26,8 @@ _WEB_URL = URLValidator(schemes=["http", "https"])
 class CheckoutSessionCreateSerializer(StrictSerializer):
     amount = CreditsField(help_text="Credits to buy, a decimal string within the configured top-up bounds.")
     # Where Stripe sends the customer back; by default the project's portal page.
-    success_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL])
-    cancel_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL])
+    success_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL, no_control_characters])
+    cancel_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL, no_control_characters])
 
 
 def _schema_fields() -> dict:

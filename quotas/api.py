@@ -10,12 +10,12 @@ key releasing usage would let it lift its own quota.
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from creditservice.lib.errors import Forbidden, NotFound, ValidationFailed
+from creditservice.lib.pagination import IdCursorPagination
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
 from wallets.auth import ServicePrincipal
@@ -188,11 +188,8 @@ class ReservationReleaseView(APIView):
         return Response(services.reservation_release(reservation_id=reservation_id, project_id=_reservation_scope(request)))
 
 
-class ReservationCursorPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class ReservationCursorPagination(IdCursorPagination):
+    """Newest first; page_size ≤ 200, and a cursor this API did not make is a 400."""
 
 
 class ProjectReservationsView(APIView):

@@ -19,7 +19,7 @@ from wallets.models import Account, Project, Transfer
 from wallets.selectors import project_wallet_figures, register_ledger_check, register_overdue_holds
 
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
-from .quantities import format_quantity
+from .quantities import MAX_QUANTITY_MICROS, format_quantity
 
 _PROJECT = Project._meta.db_table
 _WALLET = Account._meta.db_table
@@ -323,12 +323,14 @@ def admission_check(*, project: ProjectRef, resource_type: ResourceType, quantit
     available = project_wallet_figures(project.id, now=now).available
     quota = quota_row(project.id, resource_type, now)
     budget = budget_status(project.id, now) if project.has_budget else None
+    # Without a limit too, the holds of a type stay within one quantity's bound, as reserve enforces.
+    quota_bound = MAX_QUANTITY_MICROS if quota.limit is None else min(quota.limit, MAX_QUANTITY_MICROS)
     reason = None
     if not project.admits_new_resources:
         reason = "project_suspended"
     elif available < amount:
         reason = "insufficient_credits"
-    elif quota.limit is not None and quota.used + quota.reserved + quantity > quota.limit:
+    elif quota.used + quota.reserved + quantity > quota_bound:
         reason = "quota_exceeded"
     elif budget is not None and budget.spent + amount > budget.hard_limit:
         reason = "budget_exceeded"

@@ -1,13 +1,18 @@
-from django.urls import path
+from django.urls import path, register_converter
+
+from creditservice.lib.paths import DatabaseIdConverter
 
 from . import api
+
+# An id too large for the column matches no route (404) rather than reaching the database.
+register_converter(DatabaseIdConverter, "db_id")
 
 urlpatterns = [
     path("admission/check", api.AdmissionCheckView.as_view(), name="admission-check"),
     path("reservations", api.ReservationCreateView.as_view(), name="reservation-create"),
-    path("reservations/<int:reservation_id>", api.ReservationDetailView.as_view(), name="reservation-detail"),
-    path("reservations/<int:reservation_id>/commit", api.ReservationCommitView.as_view(), name="reservation-commit"),
-    path("reservations/<int:reservation_id>/release", api.ReservationReleaseView.as_view(), name="reservation-release"),
+    path("reservations/<db_id:reservation_id>", api.ReservationDetailView.as_view(), name="reservation-detail"),
+    path("reservations/<db_id:reservation_id>/commit", api.ReservationCommitView.as_view(), name="reservation-commit"),
+    path("reservations/<db_id:reservation_id>/release", api.ReservationReleaseView.as_view(), name="reservation-release"),
     path("projects/<slug:slug>/reservations", api.ProjectReservationsView.as_view(), name="project-reservations"),
     path("projects/<slug:slug>/quotas", api.QuotaListView.as_view(), name="quota-list"),
     path("projects/<slug:slug>/quotas/<slug:resource_type>", api.QuotaDetailView.as_view(), name="quota-detail"),

@@ -3,12 +3,12 @@
 from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from creditservice.lib.errors import ValidationFailed
+from creditservice.lib.pagination import IdCursorPagination
 
 from . import access, idempotency, services
 from .models import Project
@@ -70,11 +70,8 @@ class WalletView(APIView):
         return Response(wallet_body(Project.objects.select_related("wallet").get(id=project.id)))
 
 
-class TransferCursorPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
+class TransferCursorPagination(IdCursorPagination):
+    """Newest first; page_size ≤ 200, and a cursor this API did not make is a 400."""
 
 
 class TransactionListView(APIView):

@@ -33,6 +33,7 @@ from rest_framework.response import Response
 
 from creditservice.lib.errors import ApiError, Conflict, ValidationFailed
 from creditservice.lib.queries import db_datetime
+from creditservice.lib.text import TextError, clean_text
 
 from .access import caller_actor
 from .models import IdempotencyRecord
@@ -78,9 +79,11 @@ def require_key(request: Request) -> str:
     key = request.headers.get(HEADER, "").strip()
     if not key:
         raise ValidationFailed({HEADER: ["this header is required for this request"]})
-    if len(key) > 255:
-        raise ValidationFailed({HEADER: ["at most 255 characters"]})
-    return key
+    try:
+        # The key is stored (IdempotencyRecord.key, Reservation.idempotency_key: 255 characters).
+        return clean_text(key, max_length=255)
+    except TextError as exc:
+        raise ValidationFailed({HEADER: [str(exc)]}) from None
 
 
 def _insert_claim(scope: str, key: str, print_: str, now: datetime) -> int | None:

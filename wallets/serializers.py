@@ -4,6 +4,8 @@ from rest_framework import serializers
 
 from creditservice.lib.fields import CreditsField, StrictSerializer
 from creditservice.lib.money import format_amount
+from creditservice.lib.pagination import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
+from creditservice.lib.text import PlainTextField
 
 from .models import Project, Transfer
 from .selectors import wallet_figures_of
@@ -18,12 +20,12 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class ProjectCreateSerializer(StrictSerializer):
     slug = serializers.SlugField(max_length=63)
-    name = serializers.CharField(max_length=200)
+    name = PlainTextField(max_length=200)
 
 
 class WalletMovementSerializer(StrictSerializer):
     amount = CreditsField()
-    reason = serializers.CharField(max_length=500, allow_blank=False)
+    reason = PlainTextField(max_length=500, allow_blank=False)
 
 
 # Higher apps add fields to the wallet answer (billing adds burn_rate_per_hour and runway_hours)
@@ -82,5 +84,5 @@ class TransactionFilterSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=Transfer.Kind.choices, required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    cursor = serializers.CharField(required=False)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+    cursor = serializers.CharField(required=False, max_length=MAX_CURSOR_LENGTH)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE)

@@ -52,6 +52,25 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class LimitExceeded(ApiError):
+    """A request that is well formed but would take a stored value past its documented bound."""
+
+    status_code = 422
+    code = "limit_exceeded"
+
+
+class BalanceLimitExceeded(LimitExceeded):
+    """The transfer would take a wallet's balance outside ±wallets.ledger.MAX_BALANCE_MICROS."""
+
+    code = "balance_limit_exceeded"
+
+
+class AmountLimitExceeded(LimitExceeded):
+    """One movement of credits larger than money.MAX_AMOUNT_MICROS (a charge, a hold)."""
+
+    code = "amount_limit_exceeded"
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "unavailable"

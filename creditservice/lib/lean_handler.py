@@ -8,6 +8,7 @@ from django.core.handlers.wsgi import WSGIHandler
 # Bearer-key calls carry no cookies that matter: no session, no CSRF token, no flash messages, no frames.
 SERVICE_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "creditservice.lib.paths.ApiPathGuardMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 

@@ -35,14 +35,20 @@ def test_a_reservation_holds_credits_and_quota(platform, project):
     assert ledger_is_consistent()
 
 
-def test_the_default_ttl_applies_and_a_long_one_is_capped(platform, project):
-    before = timezone.now()
+def test_the_default_ttl_applies_and_one_beyond_the_maximum_is_refused(platform, project):
     default = reserve(platform).json()
     with override_settings(RESERVATION_MAX_TTL_SECONDS=600):
-        capped = reserve(platform, ttl_seconds=10**6).json()
-    expires = Reservation.objects.get(id=default["id"]).expires_at
-    assert timedelta(seconds=299) <= expires - before <= timedelta(seconds=301)
-    assert Reservation.objects.get(id=capped["id"]).expires_at - before <= timedelta(seconds=601)
+        longest = reserve(platform, ttl_seconds=600)
+        beyond = reserve(platform, ttl_seconds=601)
+    row = Reservation.objects.get(id=default["id"])
+    assert row.expires_at - row.created_at == timedelta(seconds=300)
+    assert longest.status_code == 201, longest.json()
+    row = Reservation.objects.get(id=longest.json()["id"])
+    assert row.expires_at - row.created_at == timedelta(seconds=600)
+    # Refused, not silently capped: the caller would otherwise lose its hold before it expects to.
+    assert beyond.status_code == 400
+    assert "600" in beyond.json()["detail"]["ttl_seconds"][0]
+    assert Reservation.objects.count() == 2
 
 
 def test_hourly_cost_holds_the_minimum_runtime(platform, project):

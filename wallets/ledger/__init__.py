@@ -7,6 +7,16 @@ database rather than by a read-then-write race. Only the project's own wallet ro
 accounts are never updated (their balances are derived), so projects never queue behind each other.
 
 Holds (reservations) live here too: `reserved` is part of the wallet and only this module writes it.
+
+Bounds, so no arithmetic leaves a signed 64-bit column (±9.22 × 10^18): one transfer moves at most
+money.MAX_AMOUNT_MICROS (10^18), and no transfer or batch may take a balance outside
+±MAX_BALANCE_MICROS (4 × 10^18): it is refused (422 balance_limit_exceeded) and writes nothing. The
+check is a condition of the wallet's one UPDATE, written as `balance <= MAX - delta` against a
+constant, so the check itself cannot overflow and no concurrent transfer can slip past it.
+`reserved` needs no check of its own: a hold is taken only while available covers it, so reserved
+stays at most the balance, at most MAX_BALANCE_MICROS. A commit of a hold is not bounded (it charges
+at most what is reserved, and refusing it after admission would strand the hold): it can take a
+balance down to -2 × MAX_BALANCE_MICROS at worst, still inside the column.
 """
 
 import logging
@@ -17,8 +27,8 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from creditservice.lib.errors import InsufficientCredits
-from creditservice.lib.money import format_amount
+from creditservice.lib.errors import AmountLimitExceeded, BalanceLimitExceeded, InsufficientCredits
+from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 
 from ..models import Account, Project, Transfer
 
@@ -26,6 +36,9 @@ log = logging.getLogger(__name__)
 
 _WALLET = Account._meta.db_table
 _TRANSFER = Transfer._meta.db_table
+
+# Micro-credits (4 × 10^12 credits): a wallet's balance stays within ±MAX_BALANCE_MICROS.
+MAX_BALANCE_MICROS = 4 * MAX_AMOUNT_MICROS
 
 # Hooks that react to a wallet's funding, registered by higher apps (billing's lifecycle) so this
 # module never imports them. Funded: a transfer left available > 0 (a project in grace or suspended
@@ -92,16 +105,35 @@ def wallet_account_id(project_id: int) -> int:
     return Account.objects.only("id").get(project_id=project_id, kind=Account.Kind.WALLET).id
 
 
-def _apply_to_wallet(wallet_id: int, delta: int, *, require_available: int | None, release_hold: int = 0) -> WalletState | None:
-    """balance += delta and reserved -= release_hold in one statement; None when the guard refuses.
+def balance_guard(delta: int, balance: str = "balance") -> tuple[str, list[int]]:
+    """SQL condition and parameters: `balance` + delta stays within ±MAX_BALANCE_MICROS.
+
+    One-sided, so a credit to a wallet below -MAX (after commits) is still taken, and written against
+    constants, so no overflow happens while checking.
+    """
+    if delta > 0:
+        return f"{balance} <= %s", [MAX_BALANCE_MICROS - delta]
+    if delta < 0:
+        return f"{balance} >= %s", [-MAX_BALANCE_MICROS - delta]
+    return "1 = 1", []
+
+
+def _apply_to_wallet(wallet_id: int, delta: int, *, require_available: int | None, release_hold: int = 0,
+                     bounded: bool = True) -> WalletState | None:
+    """balance += delta and reserved -= release_hold in one statement; None when a guard refuses.
 
     require_available: the amount that must be available (balance - reserved) before the change.
+    bounded: refuse a balance outside ±MAX_BALANCE_MICROS (every change but the commit of a hold).
     """
     guard = ""
     params: list[Any] = [delta, release_hold, wallet_id]
     if require_available is not None:
         guard = " AND balance - reserved >= %s"
         params.append(require_available)
+    if bounded and delta:
+        condition, bound = balance_guard(delta)
+        guard += f" AND {condition}"
+        params += bound
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_WALLET} SET balance = balance + %s, reserved = reserved - %s, updated_at = CURRENT_TIMESTAMP "
@@ -140,6 +172,9 @@ def transfer(
         raise ValueError("a transfer moves a positive amount")
     if direction not in ("in", "out"):
         raise ValueError("direction is 'in' or 'out'")
+    if amount > MAX_AMOUNT_MICROS:
+        raise AmountLimitExceeded(f"one transfer moves at most {format_amount(MAX_AMOUNT_MICROS)} credits",
+                                  limit=format_amount(MAX_AMOUNT_MICROS), requested=format_amount(amount))
     project_id = project if isinstance(project, int) else project.id
     existing = Transfer.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
@@ -156,7 +191,13 @@ def transfer(
                 release_hold=release_hold,
             )
             if state is None:
-                raise InsufficientCredits("not enough available credits", requested=format_amount(amount))
+                # A debit that needs funds leaves balance >= reserved >= 0, so only the funds guard can
+                # refuse it; a credit or a charge can only be refused by the balance bound.
+                if require_funds and direction == "out":
+                    raise InsufficientCredits("not enough available credits", requested=format_amount(amount))
+                raise BalanceLimitExceeded(
+                    f"this transfer would take the wallet's balance beyond ±{format_amount(MAX_BALANCE_MICROS)} credits",
+                    limit=format_amount(MAX_BALANCE_MICROS), requested=format_amount(amount))
             record = Transfer.objects.create(
                 project_id=project_id,
                 debit_account_id=wallet_id if direction == "out" else system_id,
@@ -188,6 +229,9 @@ def transfer(
 
 def hold(*, wallet_id: int, amount: int) -> WalletState | None:
     """reserved += amount if available covers it; None when it does not. Call inside the caller's atomic block."""
+    if amount > MAX_AMOUNT_MICROS:
+        raise AmountLimitExceeded(f"one hold is at most {format_amount(MAX_AMOUNT_MICROS)} credits",
+                                  limit=format_amount(MAX_AMOUNT_MICROS), requested=format_amount(amount))
     return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount)
 
 
@@ -254,7 +298,7 @@ def commit_hold(
                 raise Account.DoesNotExist(f"no wallet {wallet_id}")
             balance, reserved = row
         else:
-            state = _apply_to_wallet(wallet_id, -amount, require_available=None, release_hold=held)
+            state = _apply_to_wallet(wallet_id, -amount, require_available=None, release_hold=held, bounded=False)
             if state is None:
                 raise Account.DoesNotExist(f"no wallet {wallet_id}")
             balance, reserved = state.balance, state.reserved

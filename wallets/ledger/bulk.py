@@ -1,16 +1,22 @@
 """transfer_many: many transfers between project wallets and one system account, set-based.
 
 For the billing batch: no require_funds (usage already happened, a wallet may go negative) and no
-holds. Exactly once per idempotency key, like every other movement of the ledger.
+holds. Exactly once per idempotency key, like every other movement of the ledger. The ledger's bounds
+hold here too (see the package docstring): a transfer of more than MAX_AMOUNT_MICROS, or a batch
+that would take a wallet's balance outside ±MAX_BALANCE_MICROS, fails the whole batch with
+AmountLimitExceeded / BalanceLimitExceeded (naming the projects) and writes nothing; billing then
+retries project by project and records the one that cannot be charged.
 """
 
 from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 
+from creditservice.lib.errors import AmountLimitExceeded, BalanceLimitExceeded
+from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 from creditservice.lib.pg_arrays import pg_array, unnest_select
 
-from . import _TRANSFER, _WALLET, _now, _run_funded_hooks, system_account_id
+from . import _TRANSFER, _WALLET, MAX_BALANCE_MICROS, _now, _run_funded_hooks, system_account_id
 
 
 class BulkTransfer(NamedTuple):
@@ -45,8 +51,12 @@ def transfer_many(
         raise ValueError("direction is 'in' or 'out'")
     if not transfers:
         return BulkResult({}, [])
-    if any(t.amount <= 0 for t in transfers):
-        raise ValueError("a transfer moves a positive amount")
+    if any(not 0 < t.amount <= MAX_AMOUNT_MICROS for t in transfers):
+        if any(t.amount <= 0 for t in transfers):
+            raise ValueError("a transfer moves a positive amount")
+        raise AmountLimitExceeded(
+            f"one transfer moves at most {format_amount(MAX_AMOUNT_MICROS)} credits", limit=format_amount(MAX_AMOUNT_MICROS),
+            projects=sorted({t.project_id for t in transfers if t.amount > MAX_AMOUNT_MICROS})[:10])
     keys = [t.idempotency_key for t in transfers]
     if len(set(keys)) != len(keys):
         raise ValueError("idempotency keys repeat inside one batch")
@@ -89,6 +99,7 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
         deltas: dict[int, int] = {}
         for t in todo:
             deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
+        _check_deltas(deltas)
         project_ids = sorted(deltas)
         # Wallets are locked in the order the join visits them (the sorted array's, as planned for batch
         # sizes). Nothing else locks more than one wallet; should two batches on the same projects (only
@@ -98,12 +109,16 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
             f"UPDATE {_WALLET} AS w SET balance = w.balance + t.delta, updated_at = CURRENT_TIMESTAMP "
             "FROM unnest(%s::bigint[], %s::bigint[]) AS t(project_id, delta) "
             "WHERE w.project_id = t.project_id AND w.kind = 'wallet' "
+            # The balance bound, against constants (see ledger.balance_guard): a wallet it refuses is
+            # not updated, and the batch fails below.
+            "AND CASE WHEN t.delta > 0 THEN w.balance <= %s - t.delta ELSE w.balance >= %s - t.delta END "
             "RETURNING w.project_id, w.id, w.balance, w.balance - w.reserved",
-            [pg_array(project_ids, quote=False), pg_array([deltas[p] for p in project_ids], quote=False)])
+            [pg_array(project_ids, quote=False), pg_array([deltas[p] for p in project_ids], quote=False),
+             MAX_BALANCE_MICROS, -MAX_BALANCE_MICROS])
         # project → (wallet id, balance after, available after)
         wallet_of = {p: (w, b, a) for p, w, b, a in raw.fetchall()}
         if len(wallet_of) != len(project_ids):
-            raise ValueError(f"projects without a wallet: {[p for p in project_ids if p not in wallet_of][:10]}")
+            _raise_for_unmoved([p for p in project_ids if p not in wallet_of])
         # Balance before the batch = after - delta; each transfer's balance after follows in batch order.
         running = {p: wallet_of[p][1] - deltas[p] for p in project_ids}
         wallet_ids, balances_after = [], []
@@ -132,6 +147,37 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
         _raise_for_missing(transfers, ids)
     funded = direction == "in"
     return ids, [p for p, (_, _, available) in wallet_of.items() if (available > 0) == funded]
+
+
+def _check_deltas(deltas: dict[int, int]) -> None:
+    """A batch moves each wallet by at most MAX_BALANCE_MICROS, so balance ± delta stays in the column."""
+    over = [p for p, delta in deltas.items() if abs(delta) > MAX_BALANCE_MICROS]
+    if over:
+        raise BalanceLimitExceeded(
+            f"this batch would move a wallet by more than {format_amount(MAX_BALANCE_MICROS)} credits",
+            limit=format_amount(MAX_BALANCE_MICROS), projects=sorted(over)[:10])
+
+
+def _beyond_bound(balance: int, delta: int) -> bool:
+    """balance + delta leaves ±MAX_BALANCE_MICROS in the direction it moves (as ledger.balance_guard)."""
+    return balance + delta > MAX_BALANCE_MICROS if delta > 0 else balance + delta < -MAX_BALANCE_MICROS
+
+
+def _balance_limit(project_ids: list[int]) -> BalanceLimitExceeded:
+    return BalanceLimitExceeded(
+        f"this batch would take a wallet's balance beyond ±{format_amount(MAX_BALANCE_MICROS)} credits",
+        limit=format_amount(MAX_BALANCE_MICROS), projects=sorted(project_ids)[:10])
+
+
+def _raise_for_unmoved(project_ids: list[int]) -> None:
+    """The batch's wallet UPDATE skipped these projects: no wallet, or the balance bound refused it."""
+    with connection.cursor() as cursor:
+        cursor.cursor.execute(f"SELECT project_id FROM {_WALLET} WHERE project_id = ANY(%s::bigint[])",
+                              [pg_array(project_ids, quote=False)])
+        with_wallet = sorted(row[0] for row in cursor.cursor.fetchall())
+    if with_wallet:
+        raise _balance_limit(with_wallet)
+    raise ValueError(f"projects without a wallet: {project_ids[:10]}")
 
 
 def _raise_for_missing(transfers: list[BulkTransfer], ids: dict[str, int]) -> None:
@@ -172,11 +218,19 @@ def _write_portable(*, transfers, keys, direction, system_id, kind, reason, acto
         created: dict[str, int] = {}
         deltas: dict[int, int] = {}  # project → change
         for t in transfers:
+            if t.idempotency_key not in existing:
+                deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
+        _check_deltas(deltas)
+        # Read under the write lock (the transaction is IMMEDIATE), so this is the UPDATE's outcome; the
+        # UPDATE checks the bound again in its own WHERE, and the batch fails if any row was refused.
+        over = [p for p, delta in deltas.items() if _beyond_bound(wallet_of[p][1], delta)]
+        if over:
+            raise _balance_limit(over)
+        for t in transfers:
             if t.idempotency_key in existing:
                 continue
             wallet = wallet_of[t.project_id]
             wallet[1] += sign * t.amount
-            deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
             debit, credit = (system_id, wallet[0]) if direction == "in" else (wallet[0], system_id)
             cursor.execute(
                 f"INSERT INTO {_TRANSFER} (project_id, debit_account_id, credit_account_id, amount, reference, "
@@ -185,8 +239,14 @@ def _write_portable(*, transfers, keys, direction, system_id, kind, reason, acto
                 [t.project_id, debit, credit, t.amount, t.reference, t.idempotency_key, t.metadata_json, wallet[1],
                  kind, reason, actor, now])
             created[t.idempotency_key] = cursor.lastrowid
-        cursor.executemany(f"UPDATE {_WALLET} SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP WHERE id = %s",
-                           [(deltas[p], wallet_of[p][0]) for p in sorted(deltas, key=lambda p: wallet_of[p][0])])
+        ordered = sorted(deltas, key=lambda p: wallet_of[p][0])
+        cursor.executemany(
+            f"UPDATE {_WALLET} SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP WHERE id = %s "
+            "AND CASE WHEN %s > 0 THEN balance <= %s ELSE balance >= %s END",
+            [(deltas[p], wallet_of[p][0], deltas[p], MAX_BALANCE_MICROS - deltas[p], -MAX_BALANCE_MICROS - deltas[p])
+             for p in ordered])
+        if cursor.rowcount != len(ordered):
+            raise _balance_limit([])
     funded = direction == "in"
     crossed = sorted(p for p in deltas if (wallet_of[p][1] - wallet_of[p][2] > 0) == funded)
     return {**existing, **created}, crossed
