@@ -17,11 +17,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if Project.objects.filter(slug="acme").exists():
+            self.stdout.write("Demo data already seeded (project 'acme' exists).")
             if demo_key_load() is None:
-                key = f"no platform API key on file for this database, make one: {manage_command()} create_api_key demo"
+                self.stdout.write(f"No platform API key on file for this database; make one with: {manage_command()} create_api_key demo")
             else:
-                key = f"its platform API key is in var/{DEMO_KEY_FILE_NAME}"
-            self.stdout.write(f"Demo data already seeded (project 'acme' exists); {key}.")
+                self.stdout.write(f"Its platform API key is in var/{DEMO_KEY_FILE_NAME}.")
             return
         User = get_user_model()
         with transaction.atomic():
