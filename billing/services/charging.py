@@ -22,7 +22,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from creditservice.lib.errors import ApiError
-from creditservice.lib.money import charge_micros, format_micros
+from creditservice.lib.money import MAX_AMOUNT_MICROS, charge_micros, format_amount, format_micros
 from creditservice.lib.pg_arrays import unnest_select
 from creditservice.lib.queries import fetch_rows
 from metering import windows
@@ -172,6 +172,13 @@ def plan_chunk(*, first_project_id: int, last_project_id: int, window_start: dat
         cost = costs.get((total, rate.rate))
         if cost is None:
             cost = costs[(total, rate.rate)] = charge_micros(total, rate.rate)
+        if cost > MAX_AMOUNT_MICROS:
+            # quantity × rate beyond one amount (a bogus price or usage): it would overflow the charge and
+            # transfer columns. Owed and visible to staff, like a missing price; the other windows go on.
+            result.failures.append(_failure(project_id, type_id, start, (
+                f"amount_limit_exceeded: {format_amount(cost)} credits for this window is more than one charge "
+                f"may take ({format_amount(MAX_AMOUNT_MICROS)})")))
+            continue
         code = types[type_id].code
         if previous is None:
             kind, key, previous_quantity, amount = Charge.Kind.REGULAR, regular_key(project_id, code, start), 0, cost
