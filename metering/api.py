@@ -41,7 +41,10 @@ class UsageEventResultSerializer(serializers.Serializer):
     id = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=["accepted", "duplicate", "rejected"])
     reason = serializers.CharField(required=False, help_text=(
-        "When rejected: invalid_event, unknown_project, unknown_resource_type, timestamp_in_future, timestamp_too_old"))
+        "When rejected: invalid_event (also a control character in an id, slug or code, or a value the database "
+        "cannot store), unknown_project, unknown_resource_type, timestamp_in_future, timestamp_too_old, "
+        "window_total_too_large (the event would take its project's usage of that type and window past "
+        "1000000000000)"))
     detail = serializers.CharField(required=False)
 
 

@@ -3,9 +3,12 @@
 For each enabled MetricQuery and each closed window, the query is evaluated at the window's end
 (`/api/v1/query?time=<end>`), the answer is validated, and each series becomes the UsageRecord of
 the project named by its label. Nothing doubtful is ever stored as usage: an unreachable or slow
-store, an error answer, a malformed body, NaN/Inf/negative values and unknown projects are logged
-and counted, and the window stays not collected so the next run tries it again. A window that was
-never collected is found by walking every window of the look-back period, so none is skipped.
+store, an error answer, a malformed body, NaN/Inf/negative values, values beyond the quantity bound,
+labels no project could have and unknown projects are logged and counted, and the window stays not
+collected so the next run tries it again. One bad window never stops the others: whatever goes
+wrong while reading or storing it is recorded on that window, and the run goes on with the next
+window and query. A window that was never collected is found by walking every window of the
+look-back period, so none is skipped.
 """
 
 import logging
@@ -19,7 +22,8 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from creditservice.lib.money import measured_to_micros
+from creditservice.lib.money import MAX_QUANTITY_MICROS, MICROS_PER_UNIT, format_micros, measured_to_micros
+from creditservice.lib.text import TextError, clean_text
 from quotas.models import ResourceType
 from wallets.models import Project
 
@@ -30,6 +34,14 @@ from .windows import window_length, window_start_of, windows_between
 logger = logging.getLogger(__name__)
 
 SECONDS_PER_HOUR = Decimal(3600)
+# The largest sample accepted, in the query's own unit (seconds are 3600 times more): checked before
+# any arithmetic, so "1e20" or a 60-digit value is refused, never divided, rounded or overflowed.
+_MAX_SAMPLE = {
+    MetricQuery.ResultUnit.SECONDS: Decimal(MAX_QUANTITY_MICROS) / MICROS_PER_UNIT * SECONDS_PER_HOUR,
+    MetricQuery.ResultUnit.HOURS: Decimal(MAX_QUANTITY_MICROS) / MICROS_PER_UNIT,
+    MetricQuery.ResultUnit.UNITS: Decimal(MAX_QUANTITY_MICROS) / MICROS_PER_UNIT,
+}
+PROJECT_SLUG_MAX_LENGTH = Project._meta.get_field("slug").max_length
 # Errors kept on a window: enough to diagnose, bounded so a bad query cannot bloat the row.
 MAX_PROBLEMS_KEPT = 20
 
@@ -136,6 +148,8 @@ def to_billing_quantity(value: str, result_unit: str) -> int:
         raise ValueError(f"not a finite number: {value[:40]}")
     if number < 0:
         raise ValueError(f"negative: {value[:40]}")
+    if number > _MAX_SAMPLE[result_unit]:
+        raise ValueError(f"above the bound of {format_micros(MAX_QUANTITY_MICROS)} per window: {value[:40]}")
     with localcontext() as context:
         context.prec = 50  # the division is exact enough; the single rounding is measured_to_micros
         if result_unit == MetricQuery.ResultUnit.SECONDS:
@@ -153,13 +167,37 @@ def _unit_problem(metric_query: MetricQuery) -> str:
 
 
 def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: datetime | None = None) -> WindowOutcome:
-    """Collect one query for one window and record the attempt on its CollectionWindow."""
+    """Collect one query for one window and record the attempt on its CollectionWindow.
+
+    Nothing that goes wrong with this window escapes: an unexpected error (the database refusing a
+    value, a bug) is recorded on the window as a failure, retried with back-off like any other, and
+    the caller goes on with the next window and query.
+    """
     if window_start_of(window_start) != window_start:
         raise ValueError(f"{window_start.isoformat()} is not the start of a window")
     length = window_length()
     window_end = window_start + length
     code = metric_query.resource_type.code
-    window = services.collection_window_get(metric_query=metric_query, window_start=window_start, window_end=window_end)
+    window = None
+    try:
+        window = services.collection_window_get(metric_query=metric_query, window_start=window_start,
+                                                window_end=window_end)
+        return _collect(metric_query=metric_query, window=window, window_end=window_end, length=length, now=now)
+    except Exception as exc:
+        error = f"unexpected error: {type(exc).__name__}: {exc}"[:2000]
+        logger.exception("usage collection of %s for %s failed", code, window_start.isoformat())
+        if window is not None:
+            try:
+                services.collection_window_record(window=window, collected=False, error=error, now=now)
+            except Exception:  # the database itself is failing: the window stays due for the next run
+                logger.exception("could not record the failed collection of %s for %s", code, window_start.isoformat())
+        return WindowOutcome(resource_type=code, window_start=window_start, collected=False, error=error)
+
+
+def _collect(*, metric_query: MetricQuery, window: CollectionWindow, window_end: datetime, length: timedelta,
+             now: datetime | None) -> WindowOutcome:
+    window_start = window.window_start
+    code = metric_query.resource_type.code
     outcome = WindowOutcome(resource_type=code, window_start=window_start, collected=False)
 
     problem = _unit_problem(metric_query)
@@ -180,18 +218,30 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: da
 
     problems: list[str] = []
     by_slug: dict[str, int] = {}
+    too_large: set[str] = set()
     for sample in samples:
         slug = sample.labels.get(metric_query.project_label)
         if not slug:
-            problems.append(f"series without the {metric_query.project_label!r} label: {sample.labels}")
+            problems.append(f"series without the {metric_query.project_label!r} label: {sample.labels}"[:300])
+            continue
+        try:
+            clean_text(slug, max_length=PROJECT_SLUG_MAX_LENGTH)
+        except TextError as exc:  # NUL or a 1 MB label: no project has it, and PostgreSQL cannot even look it up
+            problems.append(f"project label {slug[:80]!r}: {exc}")
             continue
         try:
             quantity = to_billing_quantity(sample.value, metric_query.result_unit)
         except ValueError as exc:
-            problems.append(f"project {slug}: {exc}")
+            problems.append(f"project {slug!r}: {exc}")
             continue
-        # Several series for one project (a query not summed by project) add up.
-        by_slug[slug] = by_slug.get(slug, 0) + quantity
+        # Several series for one project (a query not summed by project) add up, within the same bound.
+        total = by_slug.get(slug, 0) + quantity
+        if total > MAX_QUANTITY_MICROS:
+            problems.append(f"project {slug!r}: its series add up to more than {format_micros(MAX_QUANTITY_MICROS)}")
+            too_large.add(slug)
+        by_slug[slug] = total
+    for slug in too_large:
+        del by_slug[slug]
     projects = dict(Project.objects.filter(slug__in=list(by_slug)).values_list("slug", "id"))
     quantities: dict[int, int] = {}
     for slug, quantity in by_slug.items():
