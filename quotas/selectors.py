@@ -7,7 +7,7 @@ has released its hold: effective_status() and the `expired` sums below make that
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -373,4 +373,32 @@ def holds_match_pending_reservations() -> list[str]:
     for (project_id, type_id), quantity in quantities.items():
         drifts.append(f"project {project_id} has pending reservations of {format_quantity(quantity)} on resource type {type_id} "
                       "but no quota row holding them")
+    return drifts
+
+
+# The expiry task runs every minute: a pending hold this long past its expiry is one it is not
+# releasing (a row it aborts on, a task that stopped), so its credits and quota stay held.
+STUCK_HOLD_AFTER = timedelta(minutes=10)
+STUCK_HOLDS_NAMED = 50  # the report names this many; the rest are counted
+
+
+@register_ledger_check
+def no_stuck_holds() -> list[str]:
+    """Pending reservations more than STUCK_HOLD_AFTER past expires_at, each named (served by the
+    reservation_pending_expiry index)."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    stuck = (Reservation.objects.filter(status=Reservation.Status.PENDING, expires_at__lt=now - STUCK_HOLD_AFTER)
+             .select_related("project", "resource_type").order_by("expires_at", "id"))
+    drifts = [
+        f"reservation {r.id} of project {r.project.slug!r} ({format_quantity(r.quantity)} {r.resource_type.code}, "
+        f"{format_amount(r.amount)} credits held) is still pending {int((now - r.expires_at).total_seconds() // 60)} "
+        f"minutes after it expired at {iso(r.expires_at)}: the expiry task is not releasing it"
+        for r in stuck[:STUCK_HOLDS_NAMED]
+    ]
+    if len(drifts) == STUCK_HOLDS_NAMED:
+        more = stuck.count() - STUCK_HOLDS_NAMED
+        if more:
+            drifts.append(f"and {more} more pending reservations long past their expiry")
     return drifts
