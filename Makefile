@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test serve bench lint venv dev-venv test-deps migrate seed clean
+.PHONY: run test soak serve bench lint venv dev-venv test-deps migrate seed clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,9 +45,25 @@ serve: venv
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(VENV)/bin/gunicorn creditservice.wsgi:application -c scripts/gunicorn.conf.py
 
-## make test: the whole suite, on PostgreSQL and Redis when they answer (required under CI=true).
+## make test: the whole suite, on PostgreSQL and Redis when they answer (required under CI=true); then,
+## when that ran on PostgreSQL, again on SQLite (the embedded default): every test not marked postgres
+## or redis. The second pass runs even if the first failed; either failing fails `make test`.
+SQLITE_TEST_DATABASE := $(CURDIR)/var/test-sqlite.sqlite3
 test: dev-venv test-deps
-	@eval "$$($(PY) -m creditservice.testing.services)" && $(PY) -m pytest $(PYTEST_ARGS)
+	@mkdir -p var; eval "$$($(PY) -m creditservice.testing.services)"; status=0; \
+	$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	case "$${DATABASE_URL:-}" in postgres*) \
+	  echo "== The suite again on SQLite, the embedded default (tests marked postgres or redis left out) =="; \
+	  env -u TEST_REDIS_URL -u CELERY_BROKER_URL DATABASE_URL=sqlite:///$(SQLITE_TEST_DATABASE) \
+	    CREDITSERVICE_TEST_SQLITE_PASS=1 $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS) \
+	    || status=$$?;; \
+	esac; exit $$status
+
+## make soak: 8 clients doing credits, reservations, commits and releases for SOAK_SECONDS (60) against a
+## fresh SQLite server as `make run` serves it; prints the 5xx count and check_ledger. Against a running
+## `make run`: make soak SOAK_ARGS="--url http://127.0.0.1:8000".
+soak: venv
+	$(PY) scripts/soak.py --seconds $${SOAK_SECONDS:-60} $(SOAK_ARGS)
 
 test-deps:
 	@bash scripts/install_test_deps.sh

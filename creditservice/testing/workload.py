@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 
 Call = Callable[[str, str, dict | None, str | None], tuple[int, dict | None]]
 
-# Answers a correct service may give to this workload: success, refusals for money, quota or state.
+# Answers a correct service may give to this workload: success, refusals for money, quota or state, and
+# a reservation refused because debits took the project into grace.
 EXPECTED = {200, 201, 402, 409}
+EXPECTED_REFUSALS = {(403, "project_suspended")}
 
 
 @dataclass
@@ -26,7 +28,8 @@ class Tally:
 
     def add(self, operation: str, status: int, body: dict | None) -> None:
         self.statuses[status] += 1
-        if status not in EXPECTED:
+        code = body.get("error") if isinstance(body, dict) else None
+        if status not in EXPECTED and (status, code) not in EXPECTED_REFUSALS:
             self.unexpected.append((operation, status, body))
 
     def merge(self, other: "Tally") -> None:
