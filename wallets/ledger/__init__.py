@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from creditservice.lib.errors import AmountLimitExceeded, BalanceLimitExceeded, InsufficientCredits
 from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
+from creditservice.lib.queries import db_datetime
 
 from ..models import Account, Project, Transfer
 
@@ -304,7 +305,7 @@ def commit_hold(
             balance, reserved = state.balance, state.reserved
             cursor.execute(
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [*params, balance, connection.ops.adapt_datetimefield_value(now)],
+                [*params, balance, db_datetime(now)],
             )
     available = balance - reserved
     if available > 0 and available - (held - amount) <= 0 and _funded_hooks:

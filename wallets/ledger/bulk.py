@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from creditservice.lib.errors import AmountLimitExceeded, BalanceLimitExceeded
 from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 from creditservice.lib.pg_arrays import pg_array, unnest_select
+from creditservice.lib.queries import db_datetime
 
 from . import _TRANSFER, _WALLET, MAX_BALANCE_MICROS, _now, _run_funded_hooks, system_account_id
 
@@ -214,7 +215,7 @@ def _write_portable(*, transfers, keys, direction, system_id, kind, reason, acto
         if missing:
             raise ValueError(f"projects without a wallet: {missing[:10]}")
         sign = 1 if direction == "in" else -1
-        now = connection.ops.adapt_datetimefield_value(_now())
+        now = db_datetime(_now())
         created: dict[str, int] = {}
         deltas: dict[int, int] = {}  # project → change
         for t in transfers:
