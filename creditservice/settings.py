@@ -103,9 +103,9 @@ else:
     #   then fails at once with "database is locked" when it upgrades to write while another writer
     #   holds the file; the busy timeout does not apply to that upgrade. So no long work in atomic().
     # - timeout: seconds a writer waits for the lock (SQLite's busy timeout) before it fails.
-    # - WAL: readers never block the writer nor wait for it; synchronous=NORMAL is durable in WAL mode
-    #   up to the last checkpointed commit on power loss, and never corrupts. Django itself turns
-    #   foreign keys on for every connection.
+    # - WAL: readers never block the writer nor wait for it. synchronous=NORMAL in WAL mode: a crash of
+    #   the process loses nothing; a power loss may lose the last commits, never corrupts the file.
+    #   Django itself turns foreign keys on for every connection.
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
