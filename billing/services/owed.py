@@ -151,7 +151,11 @@ def owed_charge_claim(*, owed_id: int, now: datetime, force: bool = False) -> Ow
     lease = timedelta(seconds=settings.BILLING_RUN_LEASE_SECONDS)
     if not OwedCharge.objects.filter(due, id=owed_id).update(next_retry_at=now + lease, last_attempt_at=now):
         return None
-    return OwedCharge.objects.select_related("run").get(id=owed_id)
+    row = OwedCharge.objects.select_related("run").get(id=owed_id)
+    # The run's heartbeat tells the lifecycle sweep to look at its charged projects, should the retry
+    # die between its charges and their lifecycle step (a running run's lease is left to its workers).
+    BillingRun.objects.filter(id=row.run_id).exclude(status=BillingRun.Status.RUNNING).update(heartbeat_at=now)
+    return row
 
 
 def owed_charge_record_retry(*, row: OwedCharge, charges: int, credits: int, failures: list[dict], error: str,
@@ -180,9 +184,9 @@ def owed_charge_record_retry(*, row: OwedCharge, charges: int, credits: int, fai
     with transaction.atomic():
         OwedCharge.objects.filter(id=row.id).update(charges_created=F("charges_created") + charges,
                                                     credits_charged=F("credits_charged") + credits)
-        if charges or credits:
-            BillingRun.objects.filter(id=row.run_id).update(charges_created=F("charges_created") + charges,
-                                                            credits_charged=F("credits_charged") + credits)
+        # A running run's totals are summed again when it finishes (this row's counts included).
+        BillingRun.objects.filter(id=row.run_id).exclude(status=BillingRun.Status.RUNNING).update(
+            charges_created=F("charges_created") + charges, credits_charged=F("credits_charged") + credits)
         if OwedCharge.objects.filter(id=row.id, status=Status.OWED, attempts=row.attempts).update(**change):
             if outcome and not same_range:
                 owed_charges_record(run=row.run, owed=outcome, late_usage_since=row.late_usage_since, now=now,

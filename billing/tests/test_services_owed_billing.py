@@ -262,3 +262,23 @@ def test_a_finished_run_is_partial_exactly_while_it_owes(frozen, monkeypatch):
     OwedCharge.objects.update(status=OwedCharge.Status.CHARGED)
     owed.billing_runs_settle()
     assert _run().status == BillingRun.Status.SUCCEEDED
+
+
+def test_runs_left_partial_before_owed_billing_owe_what_their_last_attempt_failed(frozen, monkeypatch):
+    import importlib
+
+    from django.apps import apps
+
+    projects = _projects(frozen, 3)
+    _break_writes(monkeypatch, projects[1].id, failures=None)
+    billing_run_due()
+    OwedCharge.objects.all().delete()  # as a run left partial before the migration
+
+    importlib.import_module("billing.migrations.0007_owed_charge").owe_what_partial_runs_failed(apps, None)
+    row = OwedCharge.objects.get()
+    assert (row.project_id, row.status) == (projects[1].id, OwedCharge.Status.OWED)
+
+    monkeypatch.undo()
+    billing_run_due()  # due at once
+    assert _run().status == BillingRun.Status.SUCCEEDED
+    _each_charged_once_for_the_window(projects)
