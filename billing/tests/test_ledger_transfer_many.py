@@ -87,6 +87,8 @@ def test_a_project_without_a_wallet_refuses_the_whole_batch():
     assert not Transfer.objects.filter(idempotency_key__in=["k1", "k2"]).exists()
 
 
+# PostgreSQL only: it waits for the batch to block on a wallet row lock (pg_stat_activity); SQLite has
+# no row locks (its writers queue on one database lock), so this interleaving cannot happen there.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_key_written_concurrently_rolls_the_whole_batch_back():

@@ -170,7 +170,6 @@ def test_a_full_batch_of_1000_is_taken(platform, project):
     assert recorded() == units("1")
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_parallel_senders_of_overlapping_batches_count_each_event_once(platform):
     from django.db import connection
