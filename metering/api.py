@@ -8,15 +8,16 @@ from rest_framework.views import APIView
 
 from creditservice.lib.errors import Forbidden, ValidationFailed
 from creditservice.lib.fields import StrictSerializer
+from quotas.serializers import QuantityField
 from wallets.access import is_platform_or_staff
 from wallets.auth import ServicePrincipal
 
 from .ingest import MAX_BATCH, MAX_EVENT_ID_LENGTH, usage_events_ingest
 
 QUANTITY_HELP = (
-    "Decimal string, at most 6 places, in the resource type's billing unit: unit-hours for types billed "
-    "over time (vm: vm-hours, storage_gib: GiB-hours, vcpu: vCPU-hours, ...), units for counted types "
-    "(network_egress_gib: GiB). Floats are refused: send \"0.25\", not 0.25."
+    "Decimal string of ASCII digits with at most 6 places (\"0.25\"; not 0.25, \"2.5e-1\", \".25\" or \" 0.25\"), "
+    "from 0 to 10^12, in the resource type's billing unit: unit-hours for types billed over time (vm: vm-hours, "
+    "storage_gib: GiB-hours, vcpu: vCPU-hours, ...), units for counted types (network_egress_gib: GiB)."
 )
 
 
@@ -27,7 +28,7 @@ class UsageEventSerializer(StrictSerializer):
         "Unique per project for all time (a UUID or the sender's own stable id); a resend is a duplicate."))
     project = serializers.SlugField(help_text="The project's slug.")
     resource_type = serializers.SlugField(help_text="A resource type code: vm, storage_gib, network_egress_gib, ...")
-    quantity = serializers.CharField(help_text=QUANTITY_HELP)
+    quantity = QuantityField(allow_zero=True, help_text=QUANTITY_HELP)
     timestamp = serializers.DateTimeField(help_text=(
         "When the usage happened, ISO 8601 with a time zone. Refused if more than 5 minutes in the future "
         "or older than USAGE_LATENESS_HOURS (48 h by default). It decides the billing window."))

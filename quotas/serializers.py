@@ -6,14 +6,14 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from creditservice.lib.fields import CreditsField, StrictSerializer
+from creditservice.lib.fields import DECIMAL_STRING_SCHEMA, CreditsField, StrictSerializer
 from creditservice.lib.money import MoneyError
 from creditservice.lib.pagination import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 
 from .quantities import format_quantity, parse_quantity
 
 
-@extend_schema_field({"type": "string", "format": "decimal", "example": "2"})
+@extend_schema_field({**DECIMAL_STRING_SCHEMA, "example": "2"})
 class QuantityField(serializers.Field):
     """A resource quantity as a decimal string in money's one grammar, > 0 (or >= 0 with allow_zero);
     integer micro-units inside."""

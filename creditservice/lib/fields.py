@@ -6,12 +6,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .money import MoneyError, format_amount, parse_amount
+from .money import DECIMAL_FORM_PATTERN, MoneyError, format_amount, parse_amount
+
+# Every amount and quantity in the schema: a string in money's one grammar.
+DECIMAL_STRING_SCHEMA = {"type": "string", "format": "decimal", "pattern": DECIMAL_FORM_PATTERN}
 
 
-@extend_schema_field({"type": "string", "format": "decimal", "example": "12.5"})
+@extend_schema_field({**DECIMAL_STRING_SCHEMA, "example": "12.5"})
 class CreditsField(serializers.Field):
-    """Credits as a decimal string with at most 6 places; integer micro-credits inside."""
+    """Credits as a decimal string in money's one grammar (ASCII digits, at most 6 places); integer
+    micro-credits inside."""
 
     default_error_messages = {"invalid": "{message}"}
 

@@ -31,12 +31,12 @@ PICOS_PER_CREDIT = 10**RATE_SCALE
 # unit-second is at most this / 3600, so its rate per unit-hour obeys the same bound.
 MAX_RATE_PICOS = 10**6 * PICOS_PER_CREDIT
 
-_QUANTUM = Decimal(1).scaleb(-SCALE)
-
 # The one grammar of every amount and quantity a caller sends: a JSON string of ASCII digits with
 # an optional point and 1 to 6 decimals. No sign, exponent, spaces, "5." or ".5": Decimal() and
 # str.isdigit() would also take "1e2", " 5 ", "+5" and "٣" (an Arabic-Indic digit); [0-9] is ASCII only.
 _DECIMAL_FORM = re.compile(r"\A[0-9]+(?:\.[0-9]{1,6})?\Z")
+# The same, as the OpenAPI schema states it for every amount and quantity field.
+DECIMAL_FORM_PATTERN = r"^[0-9]+(\.[0-9]{1,6})?$"
 DECIMAL_FORM_MESSAGE = 'must be a decimal string such as "12.5" (ASCII digits, at most 6 decimal places)'
 # Staff type prices with up to 12 places, in the same form.
 _RATE_FORM = re.compile(r"\A[0-9]+(?:\.[0-9]{1,12})?\Z")
@@ -156,11 +156,6 @@ def measured_to_micros(value: Decimal) -> int:
     if value > Decimal(MAX_QUANTITY_MICROS) / MICROS_PER_UNIT:
         raise MoneyError(f"must be at most {format_micros(MAX_QUANTITY_MICROS)}")
     return int((value * MICROS_PER_UNIT).quantize(Decimal(1), rounding=CHARGE_ROUNDING))
-
-
-def micros_to_decimal(micros: int) -> Decimal:
-    """For display and form values only (the admin); never for arithmetic."""
-    return Decimal(micros).scaleb(-SCALE).quantize(_QUANTUM)
 
 
 # --- Currency (card payments) -------------------------------------------------------------------
