@@ -48,5 +48,8 @@ def webhook_deliveries_due() -> int:
     """Every minute (beat): sends deliveries whose retry is due, in case a queued retry was lost."""
     ids = webhooks.webhook_deliveries_due()
     for delivery_id in ids:
-        webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+        try:
+            webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+        except Exception:  # one broken delivery must not hold back the others; it stays due
+            log.exception("webhook delivery %s failed unexpectedly; the next sweep retries it", delivery_id)
     return len(ids)

@@ -10,7 +10,8 @@ A staff suspension (suspended_by_staff) is for a reason other than money: fundin
 wallet hooks leave it alone; only project_lift_suspension ends it.
 """
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from wallets.selectors import project_wallet_figures
 from ..models import BillingRun, Charge, ProjectStatusChange, WebhookEndpoint
 from .webhooks import webhook_event_emit
 
+log = logging.getLogger(__name__)
 Status = Project.Status
 Event = WebhookEndpoint.Event
 
@@ -183,26 +185,37 @@ def project_lift_suspension(*, project_id: int, actor: str) -> bool:
     return True
 
 
+def _each(project_ids: Iterable[int], step: Callable[[int], bool], what: str) -> tuple[int, int]:
+    """Run one project's step at a time; a project that fails is logged and counted, the others go on
+    (the next sweep tries it again)."""
+    done = failed = 0
+    for project_id in project_ids:
+        try:
+            done += bool(step(project_id))
+        except Exception:
+            failed += 1
+            log.exception("lifecycle sweep: could not %s project %s; the next sweep retries it", what, project_id)
+    return done, failed
+
+
 def lifecycle_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Periodic: suspend projects whose grace ended unfunded; reactivate funded ones whose hook was
     missed; and put into grace charged projects left active and unfunded by a crash between a
-    chunk's commit and its lifecycle step."""
+    chunk's commit and its lifecycle step. One failing project never stops the sweep."""
     now = now or timezone.now()
-    suspended = reactivated = 0
-    for project_id in Project.objects.filter(status=Status.GRACE, grace_until__lte=now).order_by("id").values_list("id", flat=True):
-        if project_suspend_if_grace_over(project_id=project_id):
-            suspended += 1
+    over = Project.objects.filter(status=Status.GRACE, grace_until__lte=now).order_by("id").values_list("id", flat=True)
+    suspended, failed_suspend = _each(list(over), lambda pid: project_suspend_if_grace_over(project_id=pid), "suspend")
     # A staff suspension is not lifted by money. Funded by the cached columns: a project funded only
     # once its overdue holds are released is found on the sweep after the expiry task released them.
     funded = (Project.objects.filter(status__in=[Status.GRACE, Status.SUSPENDED], suspended_by_staff=False,
                                      wallet__balance__gt=F("wallet__reserved"))
               .order_by("id").values_list("id", flat=True))
-    for project_id in funded:
-        if project_reactivate_if_funded(project_id):
-            reactivated += 1
+    reactivated, failed_reactivate = _each(list(funded), project_reactivate_if_funded, "reactivate")
     lease = timedelta(seconds=settings.BILLING_RUN_LEASE_SECONDS)
     # Charges of runs that were working lately (by the run index: charges have no index by time).
     recent_runs = BillingRun.objects.filter(heartbeat_at__gte=now - 2 * lease).values("id")
     recently_charged = Charge.objects.filter(run__in=recent_runs).values_list("project_id", flat=True).distinct()
-    graced = len(projects_enter_grace_if_unfunded(project_ids=list(recently_charged)))
-    return {"suspended": suspended, "reactivated": reactivated, "grace": graced}
+    graced, failed_grace = _each(list(recently_charged),
+                                 lambda pid: bool(projects_enter_grace_if_unfunded(project_ids=[pid])), "check the funding of")
+    return {"suspended": suspended, "reactivated": reactivated, "grace": graced,
+            "failed": failed_suspend + failed_reactivate + failed_grace}

@@ -116,7 +116,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
             code = response.status_code
             if not 200 <= code < 300:
                 error = f"HTTP {code}: {response.text[:300]}"
-        except requests.RequestException as exc:
+        except Exception as exc:  # not only RequestException: a bad URL or header must be this delivery's error
             error = f"{type(exc).__name__}: {exc}"[:1000]
     delivery.response_code = code
     delivery.last_error = error

@@ -135,3 +135,28 @@ def test_the_sweep_catches_a_charged_project_left_active(clock):
     Project.objects.filter(id=acme.id).update(status=Project.Status.ACTIVE, grace_until=None)
     assert lifecycle_sweep()["grace"] == 1
     assert status(acme) == Project.Status.GRACE
+
+
+def test_one_project_that_fails_in_the_sweep_does_not_stop_the_others(clock, monkeypatch):
+    from billing.services import lifecycle
+
+    acme = ProjectFactory(slug="acme", balance="0.01")
+    globex = ProjectFactory(slug="globex", balance="0.01")
+    for project in (acme, globex):
+        usage(project, "vm", WINDOW, "1")
+    bill(WINDOW)
+    clock.move_to(NOW + timedelta(hours=25))
+    real = lifecycle.project_suspend_if_grace_over
+
+    def broken_for_acme(*, project_id):
+        if project_id == acme.id:
+            raise RuntimeError("a bad row")
+        return real(project_id=project_id)
+
+    monkeypatch.setattr(lifecycle, "project_suspend_if_grace_over", broken_for_acme)
+    outcome = lifecycle_sweep()
+    assert outcome["suspended"] == 1 and outcome["failed"] == 1
+    assert status(globex) == Project.Status.SUSPENDED
+    monkeypatch.setattr(lifecycle, "project_suspend_if_grace_over", real)
+    assert lifecycle_sweep()["suspended"] == 1  # the next sweep retries the one that failed
+    assert status(acme) == Project.Status.SUSPENDED

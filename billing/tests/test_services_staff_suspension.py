@@ -52,7 +52,7 @@ def test_funding_and_the_sweep_do_not_lift_a_staff_suspension():
     fund(acme, "50")
     ledger.transfer(project=acme, direction="in", system_code="promotions", amount=credits_to_micros("1"),
                     kind=Transfer.Kind.PROMOTION, idempotency_key="promo-1")
-    assert lifecycle_sweep() == {"suspended": 0, "reactivated": 0, "grace": 0}
+    assert lifecycle_sweep() == {"suspended": 0, "reactivated": 0, "grace": 0, "failed": 0}
     acme.refresh_from_db()
     assert (acme.status, acme.suspended_by_staff) == ("suspended", True)
     assert changes(acme) == [("active", "suspended")]

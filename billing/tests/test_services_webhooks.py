@@ -131,3 +131,27 @@ def test_nothing_is_sent_when_the_transition_rolls_back(clock, receiver):
         webhook_event_emit(project=acme, event_type="project.grace", data={})
         raise RuntimeError
     assert WebhookDelivery.objects.count() == 0 and receiver.requests == []
+
+
+def test_one_delivery_that_breaks_does_not_hold_back_the_others(clock, receiver, monkeypatch,
+                                                               django_capture_on_commit_callbacks):
+    import requests
+
+    broken = WebhookEndpoint.objects.create(url="http://127.0.0.1:9/broken")
+    WebhookEndpoint.objects.create(url=receiver.url)
+    receiver.status = 500
+    emit(ProjectFactory(slug="acme"), django_capture_on_commit_callbacks)
+    receiver.status = 204
+    real_post = requests.post
+
+    def post(url, **kwargs):
+        if url == broken.url:
+            raise ValueError("not an HTTP error: a bug in a header")
+        return real_post(url, **kwargs)
+
+    monkeypatch.setattr(requests, "post", post)
+    clock.move_to(NOW + timedelta(minutes=5))
+    assert webhook_deliveries_due() == 2
+    by_endpoint = {d.endpoint_id: d for d in WebhookDelivery.objects.all()}
+    assert by_endpoint[broken.id].status == "retrying" and "ValueError" in by_endpoint[broken.id].last_error
+    assert [d.status for i, d in by_endpoint.items() if i != broken.id] == ["delivered"]
