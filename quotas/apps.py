@@ -6,5 +6,11 @@ class QuotasConfig(AppConfig):
     verbose_name = "Admission control"
 
     def ready(self) -> None:
+        from wallets.services import register_overdue_hold_release
+
         # Registers the holds invariant with wallets.selectors (`manage.py check_ledger` runs it).
         from . import selectors  # noqa: F401
+        from .services import reservations_expire
+
+        # A debit refused only because of holds past their expiry releases them and is tried again.
+        register_overdue_hold_release(lambda project_id: reservations_expire(project_id=project_id))

@@ -1,12 +1,28 @@
 """Writes of the wallets app: projects, memberships, staff and platform credits and debits."""
 
+from collections.abc import Callable
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
-from creditservice.lib.errors import Conflict
+from creditservice.lib.errors import Conflict, InsufficientCredits
+from creditservice.lib.money import format_amount
 
 from . import ledger
 from .models import Account, Membership, Project, Transfer
+from .selectors import project_wallet_figures
+
+# A hold past its expiry is already free for readers and admission, but still counted in the wallet's
+# reserved column until the expiry task releases it. quotas, which owns holds, registers here how to
+# release a project's overdue holds (-> how many it released), so a debit refused only because of them
+# releases them and is tried once more, as a reservation is.
+OverdueHoldsRelease = Callable[[int], int]
+_overdue_hold_releases: list[OverdueHoldsRelease] = []
+
+
+def register_overdue_hold_release(release: OverdueHoldsRelease) -> OverdueHoldsRelease:
+    _overdue_hold_releases.append(release)
+    return release
 
 
 def project_create(*, slug: str, name: str, owner: AbstractBaseUser | None = None) -> Project:
@@ -32,10 +48,19 @@ def wallet_credit(*, project: Project, amount: int, reason: str, idempotency_key
 
 
 def wallet_debit(*, project: Project, amount: int, reason: str, idempotency_key: str, actor: str) -> Transfer:
-    """A debit that never takes the available balance below zero (402 otherwise)."""
-    record, _ = ledger.transfer(
-        project=project, direction="out", system_code=Account.System.ADJUSTMENTS, amount=amount,
-        kind=Transfer.Kind.DEBIT, idempotency_key=idempotency_key, reason=reason, actor=actor,
-        require_funds=True,
-    )
-    return record
+    """A debit that never takes the available balance below zero (402 with `available` otherwise)."""
+    for attempt in (1, 2):
+        try:
+            record, _ = ledger.transfer(
+                project=project, direction="out", system_code=Account.System.ADJUSTMENTS, amount=amount,
+                kind=Transfer.Kind.DEBIT, idempotency_key=idempotency_key, reason=reason, actor=actor,
+                require_funds=True,
+            )
+            return record
+        except InsufficientCredits:
+            if attempt == 1 and sum(release(project.id) for release in _overdue_hold_releases):
+                continue
+            raise InsufficientCredits(
+                "not enough available credits", requested=format_amount(amount),
+                available=format_amount(project_wallet_figures(project.id).available)) from None
+    raise AssertionError("unreachable")

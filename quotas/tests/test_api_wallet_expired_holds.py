@@ -47,3 +47,20 @@ def test_the_portal_and_the_admin_show_the_wallet_as_admission_does(platform, pr
     change = client.get(f"/admin/wallets/project/{project.pk}/change/").content.decode()
     assert re.search(r'field-reserved.*?<div class="readonly">0</div>', change, re.DOTALL)
     assert re.search(r'field-available.*?<div class="readonly">100</div>', change, re.DOTALL)
+
+
+def test_a_debit_refused_only_by_an_expired_hold_releases_it_and_goes_through(platform, project):
+    overdue = reserve(platform, amount="30").json()
+    _overdue(overdue["id"])
+    response = platform.post_idem("/api/v1/projects/acme/wallet/debit", {"amount": "100", "reason": "all of it"})
+    assert response.status_code == 201, response.json()
+    assert Reservation.objects.get(id=overdue["id"]).status == "expired"
+    assert wallet(platform)["balance"] == "0"
+    assert ledger_is_consistent()
+
+
+def test_a_refused_debit_says_what_is_available(platform, project):
+    reserve(platform, amount="30")
+    response = platform.post_idem("/api/v1/projects/acme/wallet/debit", {"amount": "80", "reason": "too much"})
+    assert response.status_code == 402
+    assert (response.json()["error"], response.json()["available"]) == ("insufficient_credits", "70")
