@@ -21,6 +21,14 @@ SHIPPED = [
 ]
 
 
+def _stored(Price, unit_price: str):
+    """The price as the model given stores it: decimal credits here, integer pico-credits since 0005
+    (tests run ship() against today's models to put the shipped prices back after a flush)."""
+    if Price._meta.get_field("unit_price").get_internal_type() == "BigIntegerField":
+        return int(Decimal(unit_price) * 10**12)
+    return Decimal(unit_price)
+
+
 def ship(apps, schema_editor):
     ResourceType = apps.get_model("quotas", "ResourceType")
     Price = apps.get_model("metering", "Price")
@@ -28,7 +36,7 @@ def ship(apps, schema_editor):
         resource_type = ResourceType.objects.filter(code=code).first()
         if resource_type is None or Price.objects.filter(resource_type=resource_type).exists():
             continue
-        Price.objects.create(resource_type=resource_type, unit_price=Decimal(unit_price), per=per,
+        Price.objects.create(resource_type=resource_type, unit_price=_stored(Price, unit_price), per=per,
                              effective_from=SHIPPED_FROM, created_by="shipped default")
 
 

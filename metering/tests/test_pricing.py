@@ -130,3 +130,14 @@ def test_the_database_refuses_a_negative_price(db):
     with pytest.raises(IntegrityError), transaction.atomic():
         Price.objects.create(resource_type=vm, unit_price=picos("-1"), per=Price.Per.UNIT_HOUR,
                              effective_from=datetime(2010, 1, 1, tzinfo=UTC), effective_to=datetime(2011, 1, 1, tzinfo=UTC))
+
+
+def test_shipping_the_default_prices_again_stores_them_in_pico_credits(db):
+    import importlib
+
+    from django.apps import apps
+
+    Price.objects.all().delete()
+    importlib.import_module("metering.migrations.0002_shipped_prices").ship(apps, None)
+    assert Price.objects.get(resource_type__code="vm").unit_price == picos("0.04")
+    assert Price.objects.get(resource_type__code="object_storage_gib").unit_price == picos("0.00003")
