@@ -58,7 +58,7 @@ def seed(projects: int, windows: int) -> dict:
     with transaction.atomic(), connection.cursor() as cursor:
         _insert_select(cursor, "wallets_project", {
             "slug": "'bill-' || lpad(g::text, 6, '0')", "name": "'Billing ' || g", "status": "'active'",
-            "created_at": "CURRENT_TIMESTAMP"}, "FROM generate_series(1, %s) g", [projects])
+            "suspended_by_staff": "false", "suspension_reason": "''", "created_at": "CURRENT_TIMESTAMP"}, "FROM generate_series(1, %s) g", [projects])
         _insert_select(cursor, "wallets_account", {
             "kind": "'wallet'", "project_id": "p.id", "balance": str(SEED_CREDITS_MICROS), "reserved": "0",
             "updated_at": "CURRENT_TIMESTAMP"}, "FROM wallets_project p WHERE p.slug LIKE 'bill-%%'", [])
