@@ -26,8 +26,8 @@ class UsageEventSerializer(StrictSerializer):
 
     id = serializers.CharField(max_length=MAX_EVENT_ID_LENGTH, help_text=(
         "Unique per project for all time (a UUID or the sender's own stable id); a resend is a duplicate."))
-    project = serializers.SlugField(help_text="The project's slug.")
-    resource_type = serializers.SlugField(help_text="A resource type code: vm, storage_gib, network_egress_gib, ...")
+    project = serializers.SlugField(max_length=63, help_text="The project's slug.")
+    resource_type = serializers.SlugField(max_length=50, help_text="A resource type code: vm, storage_gib, network_egress_gib, ...")
     quantity = QuantityField(allow_zero=True, help_text=QUANTITY_HELP)
     timestamp = serializers.DateTimeField(help_text=(
         "When the usage happened, ISO 8601 with a time zone. Refused if more than 5 minutes in the future "

@@ -15,6 +15,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from creditservice.lib.text import TextError, clean_text, storable_json
+
 from . import services, stripe_client
 from .models import CheckoutSession, StripeEvent
 
@@ -53,6 +55,13 @@ def stripe_event_receive(*, payload: bytes, signature: str | None) -> tuple[Stri
     event_id = data.get("id") if isinstance(data, dict) else None
     if not isinstance(event_id, str) or not event_id or not isinstance(data.get("type"), str):
         raise InvalidEvent("the body is not a Stripe event (no id or type)")
+    try:
+        clean_text(event_id, max_length=255)  # StripeEvent.stripe_event_id
+    except TextError as exc:
+        raise InvalidEvent(f"the event id {exc}") from None
+    # Signed and kept as sent, but for what no database can store (NUL, a lone surrogate): that was a
+    # 500, and Stripe would have redelivered the event for days.
+    data = storable_json(data)
     try:
         with transaction.atomic():
             event = StripeEvent.objects.create(

@@ -49,6 +49,26 @@ def clean_text(value: object, *, max_length: int, allow_blank: bool = False) -> 
     return value
 
 
+# What no backend's text or JSON column can hold: NUL (PostgreSQL) and lone surrogates (UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON document with NUL and lone surrogates in its strings and keys replaced by U+FFFD.
+
+    For documents kept as a third party sent them (a signed Stripe event, verified on its raw body
+    first): refusing one would make its sender redeliver it forever, and these characters carry no
+    meaning a reader of the document needs.
+    """
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable_json(item) for item in value]
+    if isinstance(value, dict):
+        return {storable_json(key): storable_json(item) for key, item in value.items()}
+    return value
+
+
 def no_control_characters(value: str) -> None:
     """A DRF validator (for fields such as URLField that are not PlainTextField)."""
     bad = forbidden_character(value)
