@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from creditservice.lib.money import credits_to_micros
+from creditservice.lib.paths import database_id
 from wallets.models import Project
 
 from .models import CheckoutSession
@@ -32,8 +33,9 @@ def checkout_session_for_project(project: Project, session_id: str | int) -> Che
     """One of the project's top-ups, by Stripe's session id ("cs_…") or by our row id."""
     sessions = CheckoutSession.objects.filter(project=project).select_related("transfer")
     text = str(session_id)
-    if text.isdigit():
-        return sessions.filter(id=int(text)).first()
+    row_id = database_id(text)
+    if row_id is not None:
+        return sessions.filter(id=row_id).first()
     return sessions.filter(stripe_session_id=text).first()
 
 

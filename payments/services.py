@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from creditservice.lib.errors import ServiceUnavailable, ValidationFailed
 from creditservice.lib.money import credits_to_currency_minor, format_amount, proportional_micros
+from creditservice.lib.paths import database_id
 from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account, Project, Transfer
@@ -159,10 +160,10 @@ def _locked_session_for(stripe_session: dict[str, Any]) -> CheckoutSession:
     if session is not None:
         return session
     metadata = stripe_session.get("metadata") or {}
-    row_id = str(metadata.get("checkout_session_row") or "")
-    if row_id.isdigit():
+    row_id = database_id(str(metadata.get("checkout_session_row") or ""))
+    if row_id is not None:
         # Write-ahead recovery: Stripe made the session but we crashed before storing its id.
-        session = rows.filter(id=int(row_id), stripe_session_id__isnull=True,
+        session = rows.filter(id=row_id, stripe_session_id__isnull=True,
                               project__slug=metadata.get("project")).first()
         if session is not None and stripe_session_id:
             session.stripe_session_id = stripe_session_id
@@ -247,11 +248,12 @@ def _locked_session_for_payment(payment_intent: Any, metadata: dict[str, Any] | 
         payment_intent = payment_intent.get("id")
     rows = CheckoutSession.objects.select_for_update()
     session = rows.filter(stripe_payment_intent_id=payment_intent).first() if payment_intent else None
-    row_id = str((metadata or {}).get("checkout_session_row") or "")
-    if session is None and row_id.isdigit():
-        session = rows.filter(id=int(row_id)).first()
+    row_text = str((metadata or {}).get("checkout_session_row") or "")
+    row_id = database_id(row_text)
+    if session is None and row_id is not None:
+        session = rows.filter(id=row_id).first()
     if session is None:
-        if row_id or payment_intent:
+        if row_text or payment_intent:
             raise EventFailed(f"no top-up is known for payment intent {payment_intent}; reprocess once it is funded")
         raise EventNotApplicable("the charge names no payment intent")
     return session

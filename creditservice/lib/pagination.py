@@ -6,7 +6,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
 from .errors import ValidationFailed
-from .paths import MAX_DATABASE_ID
+from .paths import database_id
 
 DEFAULT_PAGE_SIZE = 50
 # The largest page_size a caller may ask for; more is a 400 (the filter serializers check it).
@@ -41,4 +41,4 @@ class IdCursorPagination(CursorPagination):
 
 
 def _is_id(position: str) -> bool:
-    return position.isascii() and position.isdigit() and len(position) <= 19 and int(position) <= MAX_DATABASE_ID
+    return database_id(position) is not None

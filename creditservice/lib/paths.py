@@ -16,6 +16,17 @@ from .text import describe, forbidden_character
 MAX_DATABASE_ID = 2**63 - 1
 
 
+def database_id(text: str) -> int | None:
+    """text as a primary key when it is one (ASCII digits that fit the id column), else None.
+
+    Not str.isdigit(): that also takes "٣" and "²", which int() then reads or refuses (a 500).
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_DATABASE_ID else None
+
+
 class DatabaseIdConverter:
     """`<db_id:name>`: a positive integer that fits the id column; anything else matches no route (404)."""
 

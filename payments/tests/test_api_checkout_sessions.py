@@ -147,3 +147,10 @@ def test_get_shows_whether_the_top_up_was_funded(platform, project, fake_stripe,
 
 def test_an_unknown_session_is_404(platform, project):
     assert platform.get(f"{URL}/cs_test_nope").status_code == 404
+
+
+@pytest.mark.parametrize("session_id", ["²", "٣", "99999999999999999999", "0"])
+def test_a_session_id_that_is_no_id_of_ours_is_a_404(platform, project, fake_stripe, session_id):
+    platform.post_idem(URL, {"amount": "25"})
+    response = platform.get(f"{URL}/{session_id}")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
