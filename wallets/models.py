@@ -5,6 +5,7 @@ Only wallets/ledger.py writes balances or transfers.
 """
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -24,8 +25,11 @@ class Project(models.Model):
     # Set while the project is in grace: when it passes unfunded, the project is suspended.
     grace_until = models.DateTimeField(null=True, blank=True)
     # Per-project overrides of settings.GRACE_PERIOD_HOURS and settings.MIN_RUNTIME_HOURS.
-    grace_period_hours = models.PositiveIntegerField(null=True, blank=True)
-    min_runtime_hours = models.PositiveIntegerField(null=True, blank=True)
+    # Bounded: grace_until = now + hours must stay a datetime, and the hold hours × hourly_cost a bigint.
+    grace_period_hours = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(24 * 366)],
+                                                     help_text="At most 8784 (a year).")
+    min_runtime_hours = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(24 * 366)],
+                                                    help_text="At most 8784 (a year).")
     # A suspension by staff, for a reason other than money (abuse, a contract, ...): funding does not
     # lift it, only staff do (admin "lift suspension"). Written only by billing's lifecycle, which
     # records each change as a ProjectStatusChange with its webhook.

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from wallets.models import ApiKey, Project, Transfer
 from wallets.selectors import ledger_check
 
@@ -74,3 +76,18 @@ def test_an_api_key_made_in_the_admin_is_shown_once(admin_client, db):
     key = ApiKey.objects.get(name="gateway")
     assert raw.startswith(key.prefix)
     assert raw not in admin_client.get(f"/admin/wallets/apikey/{key.pk}/change/").content.decode()
+
+
+def test_a_grace_period_or_runtime_override_beyond_a_year_is_refused(db):
+    from django.core.exceptions import ValidationError
+
+    from wallets.tests.factories import ProjectFactory
+
+    project = ProjectFactory(slug="acme")
+    for field in ("grace_period_hours", "min_runtime_hours"):
+        setattr(project, field, 10**9)  # now + 10^9 hours is past datetime's range: a 500 in the sweep
+        with pytest.raises(ValidationError) as refused:
+            project.full_clean()
+        assert field in refused.value.message_dict
+        setattr(project, field, 24 * 366)
+    project.full_clean()
