@@ -6,10 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from creditservice.lib.errors import Forbidden, ValidationFailed
+from creditservice.lib.errors import ValidationFailed
 from creditservice.lib.fields import StrictSerializer
 from quotas.serializers import QuantityField
-from wallets.access import is_platform_or_staff
+from wallets import access
 from wallets.auth import ServicePrincipal
 
 from .ingest import MAX_BATCH, MAX_EVENT_ID_LENGTH, usage_events_ingest
@@ -73,12 +73,9 @@ class UsageEventsView(APIView):
     )
     def post(self, request: Request) -> Response:
         user = request.user
-        if isinstance(user, ServicePrincipal):
-            allowed_project_id = user.project_id  # None for a platform key
-        elif is_platform_or_staff(request):
-            allowed_project_id = None
-        else:
-            raise Forbidden("usage is reported with a platform or project API key")
+        access.require(request, access.USAGE_REPORT)
+        # A project key reports for its own project; a platform key or a permitted staff user for any.
+        allowed_project_id = user.project_id if isinstance(user, ServicePrincipal) else None
         body = request.data
         if not isinstance(body, dict) or set(body) != {"events"}:
             raise ValidationFailed({"events": ["send {\"events\": [...]} and nothing else"]})

@@ -2,9 +2,10 @@
 
 Who may do what: any caller that sees the project may read (project-scoped keys see only their
 project; another project's objects are 404). Reserve, commit and release need a service key (platform
-or the project's own) or a staff user. Quota limits, budgets and the release of quota usage are for
-platform keys and staff only: lowering `used` raises what the project may hold, so a project's own
-key releasing usage would let it lift its own quota.
+or the project's own) or a staff user with the reservation permissions. Quota limits, budgets and the
+release of quota usage are for platform keys and staff with quotas.change_quota / change_budget only:
+lowering `used` raises what the project may hold, so a project's own key releasing usage would let it
+lift its own quota. The permissions are checked in one place, wallets/access.py.
 """
 
 from django.utils import timezone
@@ -14,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from creditservice.lib.errors import Forbidden, NotFound, ValidationFailed
+from creditservice.lib.errors import NotFound, ValidationFailed
 from creditservice.lib.pagination import IdCursorPagination
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
@@ -57,12 +58,6 @@ def _project(request: Request, slug: str) -> ProjectRef:
             raise NotFound(f"no project {slug!r}")
         return project
     return selectors.project_ref(project_id=access.project_id_for_caller(request, slug))
-
-
-def _require_service_or_staff(request: Request) -> None:
-    user = request.user
-    if not (isinstance(user, ServicePrincipal) or (user and user.is_staff)):
-        raise Forbidden("this needs a service API key or a staff user")
 
 
 def _reservation_scope(request: Request) -> int | None:
@@ -132,7 +127,7 @@ class ReservationCreateView(APIView):
             )
         else:
             project = _project(request, data["project"])
-            _require_service_or_staff(request)
+            access.require(request, access.RESERVATION_CREATE)
             amount = data["amount"] if "amount" in data else services.hold_for_min_runtime(
                 hourly_cost=data["hourly_cost"], project=project)
             result = services.reservation_create(project=project, amount=amount, **common)
@@ -172,7 +167,7 @@ class ReservationCommitView(APIView):
         commit returns the same answer; 409 reservation_released / reservation_expired /
         reservation_committed (another amount) otherwise."""
         amount = parse_commit(request.data)
-        _require_service_or_staff(request)
+        access.require(request, access.RESERVATION_SETTLE)
         body = services.reservation_commit(reservation_id=reservation_id, amount=amount,
                                            project_id=_reservation_scope(request), actor=access.caller_actor(request))
         return Response(body)
@@ -184,7 +179,7 @@ class ReservationReleaseView(APIView):
         """Give the hold back. Idempotent by state (a repeated release returns the same answer; an
         Idempotency-Key is accepted and ignored); 409 reservation_committed / reservation_expired otherwise."""
         validated(ReservationReleaseSerializer, request.data or {})
-        _require_service_or_staff(request)
+        access.require(request, access.RESERVATION_SETTLE)
         return Response(services.reservation_release(reservation_id=reservation_id, project_id=_reservation_scope(request)))
 
 
@@ -225,7 +220,7 @@ class QuotaDetailView(APIView):
     def put(self, request: Request, slug: str, resource_type: str) -> Response:
         """Set the limit (a decimal string) or remove it (null). Platform keys and staff only."""
         project = _project(request, slug)
-        access.require_platform_or_staff(request)
+        access.require(request, access.QUOTA_SET)
         data = validated(QuotaLimitSerializer, request.data)
         kind = _resource_type(resource_type)
         services.quota_set_limit(project_id=project.id, resource_type=kind, limit=data["limit"])
@@ -240,7 +235,7 @@ class QuotaReleaseView(APIView):
         platform that deleted the resource says so; a project-scoped key could otherwise lower its own
         usage and escape its quota."""
         project = _project(request, slug)
-        access.require_platform_or_staff(request)
+        access.require(request, access.QUOTA_RELEASE)
         data = validated(QuotaReleaseSerializer, request.data)
         kind = _resource_type(resource_type)
 
@@ -260,7 +255,7 @@ class BudgetView(APIView):
     def put(self, request: Request, slug: str) -> Response:
         """Set the monthly budget (hard_limit, optional soft_limit) or remove it (hard_limit null)."""
         project = _project(request, slug)
-        access.require_platform_or_staff(request)
+        access.require(request, access.BUDGET_SET)
         data = validated(BudgetSerializer, request.data)
         services.budget_set(project_id=project.id, hard_limit=data["hard_limit"], soft_limit=data.get("soft_limit"))
         return Response(selectors.budget_body(project.slug, selectors.budget_status(project.id)))

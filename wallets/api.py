@@ -51,7 +51,7 @@ class ProjectListView(APIView):
 
     @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
     def post(self, request: Request) -> Response:
-        access.require_platform_or_staff(request)
+        access.require(request, access.PROJECT_CREATE)
         data = validated(ProjectCreateSerializer, request.data)
         project = services.project_create(slug=data["slug"], name=data["name"])
         return Response(ProjectSerializer(project).data, status=201)
@@ -100,7 +100,7 @@ class _WalletMovementView(APIView):
     @extend_schema(request=WalletMovementSerializer, parameters=[IDEMPOTENCY_PARAM], responses={201: WALLET_SCHEMA})
     def post(self, request: Request, slug: str) -> Response:
         project = access.project_for_caller(request, slug)
-        access.require_platform_or_staff(request)
+        access.require(request, access.CREDITS_MOVE)
         data = validated(WalletMovementSerializer, request.data)
         idempotency.require_key(request)
         actor = access.caller_actor(request)

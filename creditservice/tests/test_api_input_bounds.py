@@ -11,11 +11,11 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_QUANTITY_MICROS, format_amount, format_micros
 from creditservice.testing.fixtures import ServiceClient
+from creditservice.testing.routes import write_route_names
 from creditservice.testing.snapshots import money_snapshot
 from quotas.selectors import clear_caches
 from wallets.tests.factories import ProjectFactory, fund, platform_key
@@ -281,30 +281,7 @@ def test_a_value_at_its_bound_is_accepted(world, call):
         assert response.json()["allowed"] is True, response.json()
 
 
-def _write_routes() -> set[str]:
-    """Names of the routes whose view accepts a write (POST, PUT, PATCH, DELETE)."""
-    names: set[str] = set()
-
-    def walk(patterns) -> None:
-        for pattern in patterns:
-            if isinstance(pattern, URLResolver):
-                if pattern.app_name in ("admin", "portal") or str(pattern.pattern).startswith(("admin/", "accounts/", "portal/")):
-                    continue
-                walk(pattern.url_patterns)
-            elif isinstance(pattern, URLPattern) and pattern.name:
-                view = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
-                if view is None:
-                    if getattr(pattern.callback, "csrf_exempt", False):  # a function view that takes POSTs (webhook)
-                        names.add(pattern.name)
-                    continue
-                if any(hasattr(view, method) for method in ("post", "put", "patch", "delete")):
-                    names.add(pattern.name)
-
-    walk(get_resolver().url_patterns)
-    return names
-
-
 def test_every_write_endpoint_is_in_the_battery():
     covered = {param.values[0].route for param in _refused()}
-    assert _write_routes() - covered == set()
-    assert {"reservation-create", "wallet-credit", "checkout-session-list", "stripe-webhook"} <= _write_routes()
+    assert write_route_names() - covered == set()
+    assert {"reservation-create", "wallet-credit", "checkout-session-list", "stripe-webhook"} <= write_route_names()

@@ -1,4 +1,6 @@
-"""POST /projects/{slug}/quotas/{type}/release: only platform keys and staff may lower `used`."""
+"""POST /projects/{slug}/quotas/{type}/release: only platform keys and staff with quotas.change_quota may lower `used`."""
+
+from django.contrib.auth.models import Permission
 
 from creditservice.testing.fixtures import ServiceClient
 from quotas.tests.helpers import commit, reserve, set_quota
@@ -34,10 +36,14 @@ def test_a_member_cannot_release_usage(client, project, platform):
     assert used(platform) == "2"
 
 
-def test_platform_keys_and_staff_release_usage(client, project, platform):
+def test_platform_keys_and_staff_with_the_permission_release_usage(client, project, platform):
     commit(platform, reserve(platform, resource_type="vcpu", quantity="3", amount="1").json()["id"])
     assert platform.post_idem(RELEASE, {"quantity": "1"}).json()["used"] == "2"
-    client.force_login(UserFactory(is_staff=True))
+    staff = UserFactory(is_staff=True)
+    client.force_login(staff)
+    response = client.post(RELEASE, {"quantity": "1"}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="s0")
+    assert response.status_code == 404  # is_staff alone sees no other project and changes nothing
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_project", "change_quota"]))
     response = client.post(RELEASE, {"quantity": "1"}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="s1")
     assert response.status_code == 200, response.json()
     assert used(platform) == "1"
