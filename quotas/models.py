@@ -2,7 +2,9 @@
 
 from django.db import models
 
-from .quantities import format_quantity
+from creditservice.lib.money import MAX_AMOUNT_MICROS
+
+from .quantities import MAX_QUANTITY_MICROS, format_quantity
 
 
 class ResourceType(models.Model):
@@ -43,7 +45,10 @@ class QuotaDefault(models.Model):
     limit = models.BigIntegerField()
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(limit__gte=0), name="quota_default_limit_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(limit__gte=0), name="quota_default_limit_not_negative"),
+            models.CheckConstraint(condition=models.Q(limit__lte=MAX_QUANTITY_MICROS), name="quota_default_limit_within_bound"),
+        ]
 
     def __str__(self) -> str:
         return f"default {self.resource_type}: {format_quantity(self.limit)}"
@@ -73,6 +78,15 @@ class Quota(models.Model):
             models.CheckConstraint(condition=models.Q(reserved__gte=0), name="quota_reserved_not_negative"),
             models.CheckConstraint(condition=models.Q(limit__gte=0) | models.Q(limit__isnull=True),
                                    name="quota_limit_not_negative"),
+            # The bounds quotas/services holds, held by the database too (a raw UPDATE cannot leave
+            # them): a reservation is admitted only while used + reserved + quantity stays within one
+            # quantity's bound, and a commit or release only moves or drops what is reserved.
+            models.CheckConstraint(condition=models.Q(limit__lte=MAX_QUANTITY_MICROS) | models.Q(limit__isnull=True),
+                                   name="quota_limit_within_bound"),
+            models.CheckConstraint(condition=models.Q(used__lte=MAX_QUANTITY_MICROS, reserved__lte=MAX_QUANTITY_MICROS),
+                                   name="quota_used_and_reserved_within_bound"),
+            models.CheckConstraint(condition=models.Q(used__lte=MAX_QUANTITY_MICROS - models.F("reserved")),
+                                   name="quota_used_plus_reserved_within_bound"),
         ]
         ordering = ["project_id", "resource_type__code"]
 
@@ -115,6 +129,8 @@ class Reservation(models.Model):
             models.UniqueConstraint(fields=["idempotency_scope", "idempotency_key"], name="reservation_idempotency_unique"),
             models.CheckConstraint(condition=models.Q(amount__gte=0), name="reservation_amount_not_negative"),
             models.CheckConstraint(condition=models.Q(quantity__gt=0), name="reservation_quantity_positive"),
+            models.CheckConstraint(condition=models.Q(amount__lte=MAX_AMOUNT_MICROS, quantity__lte=MAX_QUANTITY_MICROS),
+                                   name="reservation_amount_and_quantity_within_bounds"),
             models.CheckConstraint(
                 condition=(models.Q(status="committed", committed_amount__gte=0, committed_amount__lte=models.F("amount")))
                 | (~models.Q(status="committed") & models.Q(committed_amount__isnull=True)),
@@ -148,6 +164,7 @@ class Budget(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=models.Q(hard_limit__gte=0), name="budget_hard_limit_not_negative"),
+            models.CheckConstraint(condition=models.Q(hard_limit__lte=MAX_AMOUNT_MICROS), name="budget_hard_limit_within_bound"),
             models.CheckConstraint(
                 condition=models.Q(soft_limit__isnull=True)
                 | (models.Q(soft_limit__gte=0) & models.Q(soft_limit__lte=models.F("hard_limit"))),

@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from creditservice.lib.money import format_amount
+from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_BALANCE_MICROS, MIN_BALANCE_MICROS, format_amount
 
 
 class Project(models.Model):
@@ -105,6 +105,12 @@ class Account(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(reserved__gte=0), name="account_reserved_not_negative"),
+            # The ledger's bounds, held by the database too, so that no write outside wallets/ledger
+            # (a raw UPDATE, a data migration) can leave them: a hold is taken only while available
+            # covers it, so reserved never exceeds a balance; see money.MAX_BALANCE_MICROS for the floor.
+            models.CheckConstraint(condition=Q(reserved__lte=MAX_BALANCE_MICROS), name="account_reserved_within_bound"),
+            models.CheckConstraint(condition=Q(balance__gte=MIN_BALANCE_MICROS, balance__lte=MAX_BALANCE_MICROS),
+                                   name="account_balance_within_bounds"),
             models.CheckConstraint(
                 condition=(Q(kind="wallet", project__isnull=False, code__isnull=True))
                 | (Q(kind="system", project__isnull=True, code__isnull=False, balance=0, reserved=0)),
@@ -125,7 +131,13 @@ class Account(models.Model):
 
 
 class Transfer(models.Model):
-    """One movement of credits: debit_account loses `amount`, credit_account gains it. Append-only."""
+    """One movement of credits: debit_account loses `amount`, credit_account gains it. Append-only.
+
+    The database refuses any UPDATE or DELETE of a transfer (triggers, migration 0008). On SQLite a
+    migration that rebuilds this table (most AlterField or AddConstraint operations do) drops those
+    triggers with the old table: such a migration must install them again (wallets/append_only.py), and
+    wallets/tests/test_guards_transfers_append_only.py fails if it does not.
+    """
 
     class Kind(models.TextChoices):
         CREDIT = "credit"  # staff or platform credit from adjustments
@@ -158,6 +170,7 @@ class Transfer(models.Model):
             # A constraint, not unique=True: on PostgreSQL that adds a second (LIKE) index nothing uses.
             models.UniqueConstraint(fields=["idempotency_key"], name="transfer_idempotency_key_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+            models.CheckConstraint(condition=Q(amount__lte=MAX_AMOUNT_MICROS), name="transfer_amount_within_bound"),
             models.CheckConstraint(condition=~Q(debit_account=F("credit_account")), name="transfer_distinct_accounts"),
         ]
         indexes = [

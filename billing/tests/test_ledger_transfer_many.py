@@ -77,9 +77,8 @@ def test_it_names_the_wallets_an_outgoing_batch_left_unfunded():
 
 
 def test_a_project_without_a_wallet_refuses_the_whole_batch():
-    acme, ghost = ProjectFactory(slug="acme", balance="1"), ProjectFactory(slug="ghost", balance="1")
-    Transfer.objects.filter(project=ghost).delete()
-    Account.objects.filter(project=ghost).delete()
+    acme, ghost = ProjectFactory(slug="acme", balance="1"), ProjectFactory(slug="ghost")
+    Account.objects.filter(project=ghost).delete()  # never funded: no transfer (append-only) points at it
     with pytest.raises(ValueError, match="without a wallet"):
         _out([ledger.BulkTransfer(project_id=acme.id, amount=100_000, idempotency_key="k1"),
               ledger.BulkTransfer(project_id=ghost.id, amount=100_000, idempotency_key="k2")])

@@ -15,6 +15,12 @@ MICROS_PER_CREDIT = 1_000_000
 SCALE = 6
 # Largest amount accepted in one request: 1e12 credits keeps any sum far inside a signed 64-bit column.
 MAX_AMOUNT_MICROS = 10**12 * MICROS_PER_CREDIT
+# Micro-credits (4 × 10^12 credits): no transfer or batch takes a wallet's balance above it, nor below
+# its negative (wallets/ledger refuses them). A commit of a hold is not bounded (see wallets/ledger), so
+# a balance can reach MIN_BALANCE_MICROS = -2 × MAX_BALANCE_MICROS at worst, still inside a bigint. The
+# database's CHECKs on the wallet hold it to [MIN_BALANCE_MICROS, MAX_BALANCE_MICROS].
+MAX_BALANCE_MICROS = 4 * MAX_AMOUNT_MICROS
+MIN_BALANCE_MICROS = -2 * MAX_BALANCE_MICROS
 # Charges are rounded once, when they are made, half away from zero (a commercial rounding).
 CHARGE_ROUNDING = ROUND_HALF_UP
 

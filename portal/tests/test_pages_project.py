@@ -1,9 +1,11 @@
 """The project page: money, status banners, the statement, the spend chart, quotas and budget."""
 
 import re
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from creditservice.lib.money import credits_to_micros
@@ -23,12 +25,12 @@ def page(browser, path="/portal/acme/") -> str:
 
 
 def spend(project, credits: str, key: str, at: datetime | None = None) -> Transfer:
-    record, _ = ledger.transfer(project=project, direction="out", system_code=Account.System.REVENUE,
-                                amount=credits_to_micros(credits), kind=Transfer.Kind.USAGE,
-                                idempotency_key=key, reason=f"usage {key}")
-    if at is not None:
-        # created_at is auto_now_add: a test dates its history afterwards.
-        Transfer.objects.filter(id=record.id).update(created_at=at)
+    # created_at is auto_now_add and a transfer is never updated (append-only): a test dates its
+    # history by making each transfer at its time.
+    with time_machine.travel(at, tick=False) if at is not None else nullcontext():
+        record, _ = ledger.transfer(project=project, direction="out", system_code=Account.System.REVENUE,
+                                    amount=credits_to_micros(credits), kind=Transfer.Kind.USAGE,
+                                    idempotency_key=key, reason=f"usage {key}")
     return record
 
 

@@ -28,7 +28,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from creditservice.lib.errors import AmountLimitExceeded, BalanceLimitExceeded, InsufficientCredits
-from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
+from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_BALANCE_MICROS, format_amount
 from creditservice.lib.queries import db_datetime
 
 from ..models import Account, Project, Transfer
@@ -38,8 +38,7 @@ log = logging.getLogger(__name__)
 _WALLET = Account._meta.db_table
 _TRANSFER = Transfer._meta.db_table
 
-# Micro-credits (4 × 10^12 credits): a wallet's balance stays within ±MAX_BALANCE_MICROS.
-MAX_BALANCE_MICROS = 4 * MAX_AMOUNT_MICROS
+# MAX_BALANCE_MICROS (money.py, 4 × 10^12 credits): a wallet's balance stays within ±MAX_BALANCE_MICROS.
 
 # Hooks that react to a wallet's funding, registered by higher apps (billing's lifecycle) so this
 # module never imports them. Funded: a transfer left available > 0 (a project in grace or suspended
@@ -195,7 +194,9 @@ def transfer(
                 # A debit that needs funds leaves balance >= reserved >= 0, so only the funds guard can
                 # refuse it; a credit or a charge can only be refused by the balance bound.
                 if require_funds and direction == "out":
-                    raise InsufficientCredits("not enough available credits", requested=format_amount(amount))
+                    balance, reserved = Account.objects.filter(id=wallet_id).values_list("balance", "reserved").get()
+                    raise InsufficientCredits("not enough available credits", requested=format_amount(amount),
+                                              available=format_amount(balance - reserved))
                 raise BalanceLimitExceeded(
                     f"this transfer would take the wallet's balance beyond ±{format_amount(MAX_BALANCE_MICROS)} credits",
                     limit=format_amount(MAX_BALANCE_MICROS), requested=format_amount(amount))
