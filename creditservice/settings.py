@@ -147,7 +147,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, bounded in size and depth, UTF-8, no key twice (creditservice/lib/json_parser.py).
+    "DEFAULT_PARSER_CLASSES": ["creditservice.lib.json_parser.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "creditservice.lib.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -171,10 +172,32 @@ SPECTACULAR_SETTINGS = {
 # Embedded default: kombu's filesystem transport under var/ needs no server.
 _CELERY_FS = VAR_DIR / "celery"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="") or "filesystem://"
+# A publish is a nudge, never a wait: every task we send is for work a database row already holds (a
+# webhook delivery, billing chunks, a collection window) and a beat sweep finds it anyway
+# (creditservice/lib/enqueue.py). So a request never waits on the broker: one attempt, no retry, and
+# bounded connect and read timeouts, so a stopped broker (refused), an unreachable one (no answer to
+# connect) and a hung one (accepts, never replies) each fail the publish within BROKER_TIMEOUT_SECONDS;
+# the caller logs, counts and goes on. kombu's defaults would retry for 0.6 s when refused, and wait
+# forever on a hung Redis. A worker's own connection keeps retrying (broker_connection_retry and
+# broker_connection_max_retries are passed explicitly by the worker, not taken from these options).
+BROKER_TIMEOUT_SECONDS = env.float("BROKER_TIMEOUT_SECONDS", default=0.5)
+if not 0 < BROKER_TIMEOUT_SECONDS <= 5:
+    raise ImproperlyConfigured("BROKER_TIMEOUT_SECONDS must be above 0 and at most 5 (a request may wait this long)")
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT_SECONDS
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # One connect attempt when a publish finds its pooled connection closed (kombu's default_channel
+    # would otherwise retry after sleeping 2 s).
+    "max_retries": 0,
+    # Redis (redis-py); other transports ignore them. A worker reads with BRPOP from its event loop,
+    # only once the socket is readable, so the read timeout never cuts its 1 s BRPOP short.
+    "socket_connect_timeout": BROKER_TIMEOUT_SECONDS,
+    "socket_timeout": BROKER_TIMEOUT_SECONDS,
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("out", "processed", "control"):
         (_CELERY_FS / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {
         # Without it kombu keeps its exchange table in ./control, wherever the process started.
         "control_folder": str(_CELERY_FS / "control"),
         "data_folder_in": str(_CELERY_FS / "out"),

@@ -1,6 +1,6 @@
 """The refusals of admission control, in the API's one error shape."""
 
-from creditservice.lib.errors import ApiError
+from creditservice.lib.errors import ApiError, PaymentRequired
 
 
 class ProjectSuspended(ApiError):
@@ -13,8 +13,9 @@ class QuotaExceeded(ApiError):
     code = "quota_exceeded"
 
 
-class BudgetExceeded(ApiError):
-    status_code = 402
+class BudgetExceeded(PaymentRequired):
+    """`available`: what is left of the month's budget (a 402 always says what may still be spent)."""
+
     code = "budget_exceeded"
 
 

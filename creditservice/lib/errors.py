@@ -1,8 +1,10 @@
 """One error shape for the whole API: {"error": "<code>", "detail": ...} with the right status."""
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -42,8 +44,17 @@ class Forbidden(ApiError):
     code = "forbidden"
 
 
-class InsufficientCredits(ApiError):
+class PaymentRequired(ApiError):
+    """Every 402 says how many credits the caller may still use: `available` is a required argument."""
+
     status_code = 402
+    code = "payment_required"
+
+    def __init__(self, detail: Any = None, *, available: str, **extra: Any):
+        super().__init__(detail, available=available, **extra)
+
+
+class InsufficientCredits(PaymentRequired):
     code = "insufficient_credits"
 
 
@@ -71,9 +82,28 @@ class AmountLimitExceeded(LimitExceeded):
     code = "amount_limit_exceeded"
 
 
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "unavailable"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database dropped the request's connection or transaction (a restart, a failover, a terminated
+    backend, a lock wait that gave up). The request's transaction was rolled back, unless the failure
+    came while it committed; either way a retry with the same Idempotency-Key has exactly one effect
+    (commit and release are idempotent by state)."""
+
+    code = "database_unavailable"
+
+
+log = logging.getLogger(__name__)
+# Seconds a client waits before retrying a 503 database_unavailable.
+DATABASE_RETRY_AFTER_SECONDS = 1
 
 
 _DRF_CODES: list[tuple[type[Exception], str]] = [
@@ -90,9 +120,34 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 ]
 
 
+def drop_broken_connections() -> None:
+    """Close every connection that no longer works (its backend is gone), outside any transaction.
+
+    Django would close it when the request finishes; closing it here too means nothing later in this
+    request (a retry, the idempotency bookkeeping) and no later request on this thread uses the dead one.
+    """
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
+
+def database_unavailable_response(exc: Exception) -> Response:
+    # OperationalError and InterfaceError are what the driver raises when the server or the connection
+    # failed, not when our SQL is wrong (that is a ProgrammingError, DataError or IntegrityError: a 500).
+    log.error("database failure during an API request; answered 503", exc_info=exc)
+    drop_broken_connections()
+    error = DatabaseUnavailable("the database could not complete this request; retry it with the same "
+                                "Idempotency-Key, which never repeats an effect")
+    response = Response(error.as_body(), status=error.status_code)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         return Response(exc.as_body(), status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return database_unavailable_response(exc)
     if isinstance(exc, Http404):
         return Response({"error": "not_found", "detail": "Not found."}, status=404)
     if isinstance(exc, DjangoPermissionDenied):

@@ -262,10 +262,11 @@ def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime
         return
     charged, pending = selectors.budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
     if charged + pending > hard_limit:  # pending includes this reservation
+        spent = charged + pending - amount
         raise _Refused(BudgetExceeded(
             "this reservation would take the month's spend above the budget",
-            limit=format_amount(hard_limit), spent=format_amount(charged + pending - amount),
-            requested=format_amount(amount),
+            limit=format_amount(hard_limit), spent=format_amount(spent), requested=format_amount(amount),
+            available=format_amount(max(hard_limit - spent, 0)),
         ), retry_after_expiry=True)
 
 
