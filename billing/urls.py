@@ -1,7 +1,7 @@
-from django.urls import path
+from creditservice.lib.routes import api_path
 
 from . import api
 
 urlpatterns = [
-    path("projects/<slug:slug>/charges", api.ChargeListView.as_view(), name="charges"),
+    api_path("projects/<slug:slug>/charges", api.ChargeListView.as_view(), name="charges"),
 ]

@@ -2,13 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from creditservice.lib.routes import api_catch_all, api_path
 from wallets.api import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    api_path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    api_path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include("wallets.urls")),
     path("api/v1/", include("quotas.urls")),
     path("api/v1/", include("metering.urls")),
@@ -16,6 +17,9 @@ urlpatterns = [
     path("", include("payments.urls")),
     path("portal/", include("portal.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Every API route answers with or without its trailing slash (api_path); any other /api/ path is a
+    # JSON 404 in the error shape.
+    api_catch_all,
 ]
 
 handler404 = "creditservice.lib.views.not_found"

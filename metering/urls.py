@@ -1,7 +1,7 @@
-from django.urls import path
+from creditservice.lib.routes import api_path
 
 from . import api
 
 urlpatterns = [
-    path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),
+    api_path("usage/events", api.UsageEventsView.as_view(), name="usage-events"),
 ]

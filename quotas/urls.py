@@ -1,6 +1,7 @@
-from django.urls import path, register_converter
+from django.urls import register_converter
 
 from creditservice.lib.paths import DatabaseIdConverter
+from creditservice.lib.routes import api_path
 
 from . import api
 
@@ -8,14 +9,14 @@ from . import api
 register_converter(DatabaseIdConverter, "db_id")
 
 urlpatterns = [
-    path("admission/check", api.AdmissionCheckView.as_view(), name="admission-check"),
-    path("reservations", api.ReservationCreateView.as_view(), name="reservation-create"),
-    path("reservations/<db_id:reservation_id>", api.ReservationDetailView.as_view(), name="reservation-detail"),
-    path("reservations/<db_id:reservation_id>/commit", api.ReservationCommitView.as_view(), name="reservation-commit"),
-    path("reservations/<db_id:reservation_id>/release", api.ReservationReleaseView.as_view(), name="reservation-release"),
-    path("projects/<slug:slug>/reservations", api.ProjectReservationsView.as_view(), name="project-reservations"),
-    path("projects/<slug:slug>/quotas", api.QuotaListView.as_view(), name="quota-list"),
-    path("projects/<slug:slug>/quotas/<slug:resource_type>", api.QuotaDetailView.as_view(), name="quota-detail"),
-    path("projects/<slug:slug>/quotas/<slug:resource_type>/release", api.QuotaReleaseView.as_view(), name="quota-release"),
-    path("projects/<slug:slug>/budget", api.BudgetView.as_view(), name="budget"),
+    api_path("admission/check", api.AdmissionCheckView.as_view(), name="admission-check"),
+    api_path("reservations", api.ReservationCreateView.as_view(), name="reservation-create"),
+    api_path("reservations/<db_id:reservation_id>", api.ReservationDetailView.as_view(), name="reservation-detail"),
+    api_path("reservations/<db_id:reservation_id>/commit", api.ReservationCommitView.as_view(), name="reservation-commit"),
+    api_path("reservations/<db_id:reservation_id>/release", api.ReservationReleaseView.as_view(), name="reservation-release"),
+    api_path("projects/<slug:slug>/reservations", api.ProjectReservationsView.as_view(), name="project-reservations"),
+    api_path("projects/<slug:slug>/quotas", api.QuotaListView.as_view(), name="quota-list"),
+    api_path("projects/<slug:slug>/quotas/<slug:resource_type>", api.QuotaDetailView.as_view(), name="quota-detail"),
+    api_path("projects/<slug:slug>/quotas/<slug:resource_type>/release", api.QuotaReleaseView.as_view(), name="quota-release"),
+    api_path("projects/<slug:slug>/budget", api.BudgetView.as_view(), name="budget"),
 ]

@@ -157,6 +157,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.detail
         if isinstance(exc, exceptions.ParseError):
             detail = {"body": [str(exc.detail)]}
+        if isinstance(exc, exceptions.UnsupportedMediaType):
+            request = context.get("request")
+            sent = (request.content_type if request is not None else "")[:100]
+            detail = f"send the body as JSON with 'Content-Type: application/json' (this request sent {sent!r})"
         response = Response({"error": code, "detail": detail}, status=exc.status_code)
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             response.status_code = 401

@@ -2,6 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from .errors import json_error
 
@@ -16,3 +17,9 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return json_error(500, "server_error", "An unexpected error occurred; it has been logged.")
     return defaults.server_error(request)
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    """Any /api/ path that no route names: a 404 in the error shape for every method."""
+    return json_error(404, "not_found", f"no API route {request.path[:200]!r}; see /api/schema/ for the routes")
