@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from creditservice.lib.admin import ReadOnlyAdmin, fixed_point_column
 from creditservice.lib.money import format_amount, format_micros, format_rate
 from metering import windows
+from wallets import access
 
 from .models import BillingChunk, BillingRun, Charge, OwedCharge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
 from .services import billing_owed_retry, billing_run_execute, webhook_deliveries_redeliver
@@ -92,8 +93,12 @@ class BillingRunAdmin(ReadOnlyAdmin):
     def get_urls(self):
         return [path("run/", self.admin_site.admin_view(self.run_view), name="billing_billingrun_run"), *super().get_urls()]
 
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.BILLING_RUN)
+
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "run_billing_url": reverse("admin:billing_billingrun_run")}
+        if self.has_run_permission(request):
+            extra_context = {**(extra_context or {}), "run_billing_url": reverse("admin:billing_billingrun_run")}
         return super().changelist_view(request, extra_context)
 
     def _start(self, request: HttpRequest, window_start, in_background: bool) -> None:
@@ -108,8 +113,8 @@ class BillingRunAdmin(ReadOnlyAdmin):
         self.message_user(request, outcome.message, messages.SUCCESS if outcome.claimed else messages.WARNING)
 
     def run_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("billing.view_billingrun") or not request.user.is_staff:
-            return HttpResponseRedirect(reverse("admin:index"))
+        if not self.has_run_permission(request):
+            return HttpResponse("You may not start billing runs.", status=403)
         form = RunBillingForm(request.POST or None, initial={"window_start": windows.last_closed_window()[0]})
         if request.method == "POST" and form.is_valid():
             self._start(request, form.cleaned_data["window_start"], form.cleaned_data["in_background"])
@@ -118,7 +123,8 @@ class BillingRunAdmin(ReadOnlyAdmin):
                    "title": "Run billing for a window"}
         return TemplateResponse(request, "admin/billing/run_billing.html", context)
 
-    @admin.action(description="Run billing again for the selected windows (charges nothing twice)")
+    @admin.action(description="Run billing again for the selected windows (charges nothing twice)",
+                  permissions=["run"])
     def rerun_windows(self, request: HttpRequest, queryset: QuerySet[BillingRun]):
         for run in queryset.order_by("window_start"):
             self._start(request, run.window_start, in_background=False)
@@ -173,7 +179,7 @@ class OwedChargeAdmin(ReadOnlyAdmin):
         return obj.last_error[:200]
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("billing.retry_owedcharge")
+        return access.may(request.user, access.OWED_RETRY)
 
     @admin.action(description="Retry the selected now (charges nothing twice)", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[OwedCharge]):
@@ -224,9 +230,34 @@ class ProjectStatusChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    """The signing secret is made with the endpoint and shown on the page that answers its creation; it is
+    never typed in a form. Later only staff who may change endpoints read it (to set up a receiver): a
+    view-only user sees it masked, since the secret lets anyone forge our deliveries."""
+
     list_display = ["url", "project", "enabled", "event_types", "created_at"]
     list_filter = ["enabled"]
     raw_id_fields = ["project"]
+    fields = ["url", "project", "enabled", "event_types", "description"]
+    readonly_fields = ["secret", "masked_secret"]
+
+    def has_secret_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.WEBHOOK_SECRET_READ)
+
+    def get_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        if obj is None:
+            return list(self.fields)
+        return [*self.fields, "secret" if self.has_secret_permission(request) else "masked_secret"]
+
+    @admin.display(description="signing secret")
+    def masked_secret(self, obj: WebhookEndpoint) -> str:
+        return "•••••••• (hidden: reading it needs the billing.change_webhookendpoint permission)"
+
+    def response_add(self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue=None) -> HttpResponse:
+        """The answer to the creation shows the new secret once, whoever made it."""
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "endpoint": obj,
+                   "title": f"Webhook endpoint {obj.url} created"}
+        # Not cached by anyone: the admin marks its pages never_cache (Cache-Control: no-store).
+        return TemplateResponse(request, "admin/billing/webhook_endpoint_created.html", context)
 
 
 @admin.register(WebhookDelivery)
@@ -239,7 +270,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     actions = ["redeliver"]
     show_full_result_count = False
 
-    @admin.action(description="Redeliver the selected events now")
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.WEBHOOK_REDELIVER)
+
+    @admin.action(description="Redeliver the selected events now", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]):
         count = webhook_deliveries_redeliver(delivery_ids=queryset.values_list("id", flat=True))
         self.message_user(request, f"{count} deliveries queued again")

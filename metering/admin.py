@@ -12,6 +12,7 @@ from django.utils import timezone
 from creditservice.lib.admin import FixedPointInput, ReadOnlyAdmin, fixed_point_column
 from creditservice.lib.money import format_micros, format_rate, parse_rate
 from quotas.models import ResourceType
+from wallets import access
 
 from . import services, tasks
 from .models import MAX_PRICE_PER_SECOND_PICOS, CollectionWindow, MetricQuery, Price, UsageEvent, UsageRecord
@@ -154,7 +155,10 @@ class CollectionWindowAdmin(ReadOnlyAdmin):
     def short_error(self, obj: CollectionWindow) -> str:
         return obj.last_error[:120]
 
-    @admin.action(description="Retry now (collect these windows again)")
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.COLLECTION_RETRY)
+
+    @admin.action(description="Retry now (collect these windows again)", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[CollectionWindow]) -> None:
         ids = list(queryset.values_list("id", flat=True))
         services.collection_windows_reset(window_ids=ids)

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from creditservice.lib.admin import ReadOnlyAdmin
 from creditservice.lib.money import format_amount, format_currency_minor
+from wallets import access
 
 from . import events
 from .models import CheckoutSession, StripeEvent
@@ -50,7 +51,10 @@ class StripeEventAdmin(_ReadOnlyAdmin):
     def short_error(self, obj: StripeEvent) -> str:
         return obj.error[:120]
 
-    @admin.action(description="Reprocess the selected events (safe to repeat)")
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.STRIPE_EVENT_REPROCESS)
+
+    @admin.action(description="Reprocess the selected events (safe to repeat)", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         outcomes = events.stripe_event_reprocess(event_ids=list(queryset.values_list("id", flat=True)))
         summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items())) or "nothing"

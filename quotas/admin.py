@@ -13,6 +13,7 @@ from django.http import HttpRequest
 
 from creditservice.lib.admin import FixedPointInput, fixed_point_column
 from creditservice.lib.money import format_amount, parse_amount
+from wallets import access
 from wallets.admin import ProjectAdmin, ReadOnlyAdmin
 from wallets.models import Project
 
@@ -171,7 +172,10 @@ class ReservationAdmin(ReadOnlyAdmin):
     def committed_display(self, obj: Reservation) -> str:
         return format_amount(obj.committed_amount) if obj.committed_amount is not None else "-"
 
-    @admin.action(description="Release the selected pending reservations")
+    def has_release_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.RESERVATION_SETTLE)
+
+    @admin.action(description="Release the selected pending reservations", permissions=["release"])
     def release(self, request: HttpRequest, queryset: QuerySet[Reservation]) -> None:
         released = skipped = 0
         for reservation_id in queryset.filter(status=Reservation.Status.PENDING).values_list("id", flat=True):

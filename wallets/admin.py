@@ -1,7 +1,11 @@
 """Staff screens for the ledger. Money is read-only here: staff move credits through the
 "credit / debit wallet" form, which calls the ledger like any other client. A project's status is
 read-only too: it moves by the lifecycle, and staff suspend a project (with a reason) or lift their
-suspension through the two actions, which need the wallets.suspend_project permission."""
+suspension through the two actions, which need the wallets.suspend_project permission.
+
+Every action and staff view states the permission it needs, through wallets/access.py: the API asks
+the same question (a view-only staff user changes nothing, here or there). A new API key is shown once,
+on the page that answers its creation, never in a cookie or the session."""
 
 import csv
 import uuid
@@ -20,7 +24,7 @@ from creditservice.lib.admin import ReadOnlyAdmin
 from creditservice.lib.errors import ApiError
 from creditservice.lib.money import MoneyError, format_amount, parse_amount
 
-from . import services
+from . import access, services
 from .auth import api_key_create, clear_key_cache
 from .lifecycle import staff_suspension
 from .models import Account, ApiKey, IdempotencyRecord, Membership, Project, Transfer
@@ -103,7 +107,10 @@ class ProjectAdmin(admin.ModelAdmin):
         return ProjectChangeList
 
     def has_suspend_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("wallets.suspend_project")
+        return access.may(request.user, access.PROJECT_SUSPEND)
+
+    def has_move_credits_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.CREDITS_MOVE)
 
     @admin.display(description="staff suspension")
     def suspension_link(self, obj: Project) -> str:
@@ -137,7 +144,7 @@ class ProjectAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    @admin.action(description="Credit / debit the wallet of the selected project")
+    @admin.action(description="Credit / debit the wallet of the selected project", permissions=["move_credits"])
     def adjust_wallet_action(self, request: HttpRequest, queryset: QuerySet[Project]):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one project to credit or debit.", messages.WARNING)
@@ -189,7 +196,7 @@ class ProjectAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/wallets/suspend_project.html", context)
 
     def adjust_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
-        if not request.user.has_perm("wallets.add_transfer"):
+        if not self.has_move_credits_permission(request):
             return HttpResponse("You may not move credits.", status=403)
         project = get_object_or_404(Project.objects.select_related("wallet"), pk=project_id)
         form = WalletAdjustmentForm(request.POST or None, initial={"token": uuid.uuid4().hex})
@@ -248,7 +255,10 @@ class TransferAdmin(ReadOnlyAdmin):
     def amount_credits(self, obj: Transfer) -> str:
         return format_amount(obj.amount)
 
-    @admin.action(description="Export selected transfers as CSV")
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.TRANSFERS_EXPORT)
+
+    @admin.action(description="Export selected transfers as CSV", permissions=["export"])
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> HttpResponse:
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="transfers.csv"'
@@ -289,13 +299,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         created, raw_key = api_key_create(name=obj.name, project=obj.project)
         obj.pk = created.pk
-        self.message_user(
-            request,
-            format_html("API key created. Copy it now, it is not shown again: <code>{}</code>", raw_key),
-            messages.WARNING,
-        )
+        # Kept on this object for response_add only: never stored, never put in a message (the messages
+        # cookie is signed, not encrypted) or in the session.
+        obj.raw_key = raw_key
 
-    @admin.action(description="Revoke selected keys")
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
+        """The answer to the creation is the one page that shows the key."""
+        raw_key = getattr(obj, "raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "api_key": obj,
+                   "raw_key": raw_key, "title": f"API key {obj.name} created"}
+        # Not cached by anyone: the admin marks its pages never_cache (Cache-Control: no-store).
+        return TemplateResponse(request, "admin/wallets/api_key_created.html", context)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.API_KEY_REVOKE)
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         from django.utils import timezone
 
