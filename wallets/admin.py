@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from creditservice.lib.admin import ReadOnlyAdmin
 from creditservice.lib.errors import ApiError
@@ -27,7 +27,7 @@ from creditservice.lib.money import MoneyError, format_amount, parse_amount
 from . import access, services
 from .auth import api_key_create, clear_key_cache
 from .lifecycle import staff_suspension
-from .models import Account, ApiKey, IdempotencyRecord, Membership, Project, Transfer
+from .models import Account, ApiKey, IdempotencyRecord, LedgerCheck, Membership, Project, Transfer
 from .selectors import WalletFigures, wallet_figures, wallet_figures_of
 
 
@@ -331,3 +331,22 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     search_fields = ["scope", "key"]
     show_full_result_count = False
+
+
+@admin.register(LedgerCheck)
+class LedgerCheckAdmin(ReadOnlyAdmin):
+    """The results of the nightly ledger check and of `manage.py check_ledger`, newest first."""
+
+    list_display = ["started_at", "source", "ok", "drift_count", "wallets_checked", "finished_at"]
+    list_filter = ["ok", "source"]
+    ordering = ["-started_at", "-id"]
+    fields = ["source", "started_at", "finished_at", "ok", "wallets_checked", "drift_count", "drift_list"]
+    readonly_fields = fields
+
+    @admin.display(description="drifts")
+    def drift_list(self, obj: LedgerCheck):
+        if not obj.drifts:
+            return "none"
+        shown = format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((drift,) for drift in obj.drifts)))
+        more = obj.drift_count - len(obj.drifts)
+        return format_html("{}<p>and {} more (run manage.py check_ledger --no-record for all)</p>", shown, more) if more > 0 else shown

@@ -231,3 +231,36 @@ class IdempotencyRecord(models.Model):
         constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_scope_key_unique")]
         # Serves the purge of expired keys.
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+
+class LedgerCheck(models.Model):
+    """One run of the ledger's invariant check (wallets.selectors.full_check): nightly by the beat task,
+    or by `manage.py check_ledger`. One row a night; nothing purges them."""
+
+    class Source(models.TextChoices):
+        NIGHTLY = "nightly"
+        COMMAND = "command"
+
+    # The report keeps this many drifts, each cut at DRIFT_CHARS; drift_count counts them all.
+    DRIFTS_KEPT = 200
+    DRIFT_CHARS = 1000
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    wallets_checked = models.PositiveIntegerField()
+    drift_count = models.PositiveIntegerField()
+    drifts = models.JSONField(default=list, blank=True, help_text="What drifted, each naming its wallet, quota or reservation.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ok=True, drift_count=0) | Q(ok=False, drift_count__gt=0),
+                                   name="ledger_check_ok_means_no_drift"),
+        ]
+        # Serves the admin's list, newest first.
+        indexes = [models.Index(fields=["-started_at"], name="ledger_check_recent")]
+
+    def __str__(self) -> str:
+        return f"ledger check {self.started_at:%Y-%m-%d %H:%M} UTC: " + ("ok" if self.ok else f"{self.drift_count} drift(s)")

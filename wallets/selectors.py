@@ -1,10 +1,12 @@
 """Reads of the ledger: a wallet's figures as callers see them, derived balances and the invariant check."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from .models import Account, Transfer
@@ -69,12 +71,26 @@ def derived_balance(account_id: int) -> int:
 
 def derived_balances() -> dict[int, int]:
     """Every account's balance from its transfers, in two grouped queries."""
+    return _ledger_sums()[0]
+
+
+# Transfers out of a wallet that may take its available below zero: usage that already happened, and a
+# card payment given back. A hold or a debit never may (the ledger refuses both beyond available).
+OVERDRAWING_KINDS = (Transfer.Kind.USAGE, Transfer.Kind.REFUND)
+
+
+def _ledger_sums() -> tuple[dict[int, int], dict[int, int]]:
+    """(each account's balance from its transfers, each wallet's micro-credits taken by OVERDRAWING_KINDS),
+    in two grouped scans of the transfers."""
     balances: dict[int, int] = {}
+    overdrawn: dict[int, int] = {}
     for row in Transfer.objects.values("credit_account_id").annotate(s=Sum("amount")):
         balances[row["credit_account_id"]] = balances.get(row["credit_account_id"], 0) + row["s"]
-    for row in Transfer.objects.values("debit_account_id").annotate(s=Sum("amount")):
+    for row in (Transfer.objects.values("debit_account_id")
+                .annotate(s=Sum("amount"), overdrawing=Sum("amount", filter=Q(kind__in=OVERDRAWING_KINDS)))):
         balances[row["debit_account_id"]] = balances.get(row["debit_account_id"], 0) - row["s"]
-    return balances
+        overdrawn[row["debit_account_id"]] = row["overdrawing"] or 0
+    return balances, overdrawn
 
 
 def system_account_balance(code: str) -> int:
@@ -92,27 +108,74 @@ class LedgerReport:
         return not self.drifts
 
 
+@contextmanager
+def read_snapshot() -> Iterator[None]:
+    """One consistent view of the database for a check that reads in several statements, so that
+    writers running meanwhile cannot make it report a drift that is not there. Inside a transaction
+    already, that transaction is the view (on SQLite Django's own transactions take the write lock
+    at BEGIN, so nothing moves under them; on PostgreSQL the caller chose its isolation).
+
+    PostgreSQL: a REPEATABLE READ, READ ONLY transaction: one snapshot, no locks, writers go on.
+    SQLite: a deferred read transaction (a raw BEGIN DEFERRED: Django's transactions here are
+    IMMEDIATE, which would take the write lock and queue every writer behind the whole check). In
+    WAL mode a reader sees the database as of its first read and writers go on meanwhile.
+    """
+    if connection.in_atomic_block or (connection.vendor == "sqlite" and connection.connection is not None
+                                      and connection.connection.in_transaction):
+        yield
+        return
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+        return
+    if connection.vendor != "sqlite":
+        raise NotImplementedError(f"no read snapshot written for {connection.vendor}")
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN DEFERRED")
+    try:
+        yield
+    finally:
+        # Nothing was written: ending the read transaction either way only lets the snapshot go.
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+
+
 def ledger_check() -> LedgerReport:
-    """Each wallet's cached balance equals the sum of its transfers, and all accounts sum to zero."""
-    derived = derived_balances()
-    drifts: list[str] = []
-    wallets = Account.objects.filter(kind=Account.Kind.WALLET).select_related("project")
-    count = 0
-    for wallet in wallets.iterator(chunk_size=2000):
-        count += 1
-        expected = derived.get(wallet.id, 0)
-        if wallet.balance != expected:
-            drifts.append(
-                f"wallet of project {wallet.project.slug!r} (account {wallet.id}): cached balance "
-                f"{wallet.balance} != {expected} from its transfers (micro-credits)"
-            )
-        if wallet.reserved < 0:
-            drifts.append(f"wallet of project {wallet.project.slug!r}: reserved {wallet.reserved} is negative")
+    """The ledger's invariants, in one read snapshot; each drift names its wallet.
+
+    I1 each wallet's cached balance equals the sum of its transfers; I3 all accounts sum to zero
+    (transfers, and wallets counted by their cached balance); I2 no wallet's available went below
+    zero through a hold or a debit: balance - reserved + what OVERDRAWING_KINDS took from it >= 0
+    (a hold or a debit is taken only while available covers it, a commit charges at most what it
+    holds, so only those transfers can take available below zero, and by at most what they moved).
+    """
+    with read_snapshot():
+        derived, overdrawn = _ledger_sums()
+        drifts: list[str] = []
+        wallets = Account.objects.filter(kind=Account.Kind.WALLET).select_related("project").order_by("id")
+        count = cached_total = 0
+        for wallet in wallets.iterator(chunk_size=2000):
+            count += 1
+            cached_total += wallet.balance
+            expected = derived.get(wallet.id, 0)
+            if wallet.balance != expected:
+                drifts.append(
+                    f"wallet of project {wallet.project.slug!r} (account {wallet.id}): cached balance "
+                    f"{wallet.balance} != {expected} from its transfers (micro-credits)"
+                )
+            if wallet.reserved < 0:
+                drifts.append(f"wallet of project {wallet.project.slug!r}: reserved {wallet.reserved} is negative")
+            if wallet.available + overdrawn.get(wallet.id, 0) < 0:
+                drifts.append(
+                    f"wallet of project {wallet.project.slug!r} (account {wallet.id}): available {wallet.available} "
+                    f"is below zero by more than its usage charges and refunds took ({overdrawn.get(wallet.id, 0)}) "
+                    "(micro-credits): a hold or a debit overdrew it"
+                )
+        system_ids = set(Account.objects.filter(kind=Account.Kind.SYSTEM).values_list("id", flat=True))
     # Wallets are counted by their cached balance so that cached drift shows in the total too.
-    cached_total = sum(b for b in Account.objects.filter(kind=Account.Kind.WALLET).values_list("balance", flat=True))
-    system_total = sum(v for k, v in derived.items() if k in set(
-        Account.objects.filter(kind=Account.Kind.SYSTEM).values_list("id", flat=True)))
-    total = cached_total + system_total
+    total = cached_total + sum(v for k, v in derived.items() if k in system_ids)
     if sum(derived.values()) != 0:
         drifts.append(f"transfers do not balance: accounts sum to {sum(derived.values())} micro-credits")
     if total != 0 and not drifts:
@@ -131,7 +194,9 @@ def register_ledger_check(check):
 
 
 def full_check() -> LedgerReport:
-    report = ledger_check()
-    for check in extra_checks:
-        report.drifts.extend(check())
+    """ledger_check and every registered check, all in one read snapshot."""
+    with read_snapshot():
+        report = ledger_check()
+        for check in extra_checks:
+            report.drifts.extend(check())
     return report

@@ -4,13 +4,14 @@ from collections.abc import Callable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from creditservice.lib.errors import Conflict, InsufficientCredits
 from creditservice.lib.money import format_amount
 
 from . import ledger
-from .models import Account, Membership, Project, Transfer
-from .selectors import project_wallet_figures
+from .models import Account, LedgerCheck, Membership, Project, Transfer
+from .selectors import LedgerReport, full_check, project_wallet_figures
 
 # A hold past its expiry is already free for readers and admission, but still counted in the wallet's
 # reserved column until the expiry task releases it. quotas, which owns holds, registers here how to
@@ -64,3 +65,18 @@ def wallet_debit(*, project: Project, amount: int, reason: str, idempotency_key:
                 "not enough available credits", requested=format_amount(amount),
                 available=format_amount(project_wallet_figures(project.id).available)) from None
     raise AssertionError("unreachable")
+
+
+def ledger_check_run(*, source: str, record: bool = True) -> tuple[LedgerReport, LedgerCheck | None]:
+    """Run the ledger's invariant check (one read snapshot) and, if record, store its result as a
+    LedgerCheck row, written after the snapshot ended: the check itself holds no lock and writes nothing."""
+    started_at = timezone.now()
+    report = full_check()
+    if not record:
+        return report, None
+    row = LedgerCheck.objects.create(
+        source=source, started_at=started_at, finished_at=timezone.now(), ok=report.ok,
+        wallets_checked=report.wallets_checked, drift_count=len(report.drifts),
+        drifts=[drift[:LedgerCheck.DRIFT_CHARS] for drift in report.drifts[:LedgerCheck.DRIFTS_KEPT]],
+    )
+    return report, row

@@ -1,13 +1,19 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from wallets.selectors import full_check
+from wallets.models import LedgerCheck
+from wallets.services import ledger_check_run
 
 
 class Command(BaseCommand):
-    help = "Verify the ledger: each wallet's cached balance equals its transfers, and all accounts sum to zero."
+    help = ("Verify the ledger: each wallet's cached balance equals its transfers, all accounts sum to zero, "
+            "no hold or debit overdrew a wallet, reserved equals the pending holds. The result is stored "
+            "(admin: Ledger checks) unless --no-record.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--no-record", action="store_true", help="Do not store the result as a ledger check.")
 
     def handle(self, *args, **options) -> None:
-        report = full_check()
+        report, row = ledger_check_run(source=LedgerCheck.Source.COMMAND, record=not options["no_record"])
         if not report.ok:
             for drift in report.drifts:
                 self.stderr.write(f"DRIFT: {drift}")
