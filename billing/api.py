@@ -1,5 +1,6 @@
 """Service API of billing: a project's charges, each with what explains it."""
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -8,6 +9,7 @@ from rest_framework.views import APIView
 
 from creditservice.lib.fields import StrictSerializer
 from creditservice.lib.money import format_amount, format_micros, format_rate
+from metering.windows import is_window_start, window_start_of
 from wallets import access
 from wallets.api import validated
 
@@ -18,9 +20,20 @@ MAX_CHARGES = 500
 
 
 class ChargeFilterSerializer(StrictSerializer):
-    window_start = serializers.DateTimeField(required=False)
+    window_start = serializers.DateTimeField(required=False, help_text=(
+        "The start of one billing window: a multiple of BILLING_WINDOW_MINUTES (60 by default) from the UTC "
+        "epoch, so with 60-minute windows on the hour."))
     since = serializers.DateTimeField(required=False, help_text="Windows starting at or after this moment.")
     until = serializers.DateTimeField(required=False, help_text="Windows starting before this moment.")
+
+    def validate_window_start(self, value):
+        # A moment inside a window matches no charge: say so rather than answer an empty list.
+        if not is_window_start(value):
+            minutes = settings.BILLING_WINDOW_MINUTES
+            raise serializers.ValidationError(
+                f"not the start of a billing window: windows are {minutes} minutes long from the UTC epoch "
+                f"(00:00 on 1 January 1970), so this moment's window starts at {_iso(window_start_of(value))}")
+        return value
 
 
 def _iso(moment) -> str:

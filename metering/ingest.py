@@ -28,6 +28,7 @@ from creditservice.lib.money import MAX_QUANTITY_MICROS, MoneyError, format_micr
 from creditservice.lib.text import TextError, clean_text
 from quotas.models import ResourceType
 from quotas.quantities import parse_quantity
+from quotas.selectors import resource_type_codes, unknown_resource_type
 from wallets.models import Project
 
 from .models import UsageEvent, UsageRecord
@@ -170,6 +171,7 @@ def usage_events_ingest(*, events: list[Any], allowed_project_id: int | None, no
     types = dict(ResourceType.objects.filter(code__in=codes).values_list("code", "id")) if codes else {}
 
     batch: dict[tuple[int, str], _Event] = {}
+    known_codes: list[str] = []
     duplicates_in_batch: list[tuple[int, tuple[int, str]]] = []
     for index, (event_id, slug, code, quantity, timestamp) in parsed:
         project_id = projects.get(slug)
@@ -177,7 +179,8 @@ def usage_events_ingest(*, events: list[Any], allowed_project_id: int | None, no
         if project_id is None or (allowed_project_id is not None and project_id != allowed_project_id):
             reason, detail = Reason.UNKNOWN_PROJECT, f"no project {slug!r}"
         elif code not in types:
-            reason, detail = Reason.UNKNOWN_RESOURCE_TYPE, f"no resource type {code!r}"
+            known_codes = known_codes or resource_type_codes()  # once per batch, not once per event
+            reason, detail = Reason.UNKNOWN_RESOURCE_TYPE, unknown_resource_type(code, known_codes)
         elif timestamp > newest:
             reason, detail = Reason.IN_FUTURE, "timestamp is more than 5 minutes in the future"
         elif timestamp < oldest:

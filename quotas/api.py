@@ -69,14 +69,14 @@ def _reservation_scope(request: Request) -> int | None:
 def _resource_type(code: str) -> ResourceType:
     resource_type = ResourceType.objects.filter(code=code).first()
     if resource_type is None:
-        raise NotFound(f"no resource type {code!r}")
+        raise NotFound(selectors.unknown_resource_type(code))
     return resource_type
 
 
 def _resource_type_id(code: str) -> int:
     type_id = selectors.resource_type_id(code)
     if type_id is None:
-        raise ValidationFailed({"resource_type": [f"unknown resource type {code!r}"]})
+        raise ValidationFailed({"resource_type": [selectors.unknown_resource_type(code)]})
     return type_id
 
 

@@ -93,6 +93,16 @@ def resource_type_id(code: str) -> int | None:
     return type_id
 
 
+def resource_type_codes() -> list[str]:
+    """The codes of the resource types, at most 100 (for messages)."""
+    return list(ResourceType.objects.order_by("code").values_list("code", flat=True)[:100])
+
+
+def unknown_resource_type(code: str, codes: list[str] | None = None) -> str:
+    """What a caller who named a resource type that does not exist is told: the codes that do."""
+    return f"unknown resource type {code!r}; the resource types are: {', '.join(codes or resource_type_codes())}"
+
+
 def clear_caches() -> None:
     _resource_type_ids.clear()
 
@@ -171,6 +181,8 @@ class QuotaRow:
     limit: int | None  # None: no limit
     used: int
     reserved: int  # without holds that are past expires_at
+    # True: the project has no quota row of this type, so the staff default (QuotaDefault) applies.
+    is_default: bool = False
 
     @property
     def resource(self) -> str:
@@ -190,6 +202,7 @@ class QuotaRow:
             "used": format_quantity(self.used),
             "reserved": format_quantity(self.reserved),
             "available": format_quantity(self.available),
+            "is_default": self.is_default,
         }
 
 
@@ -201,17 +214,25 @@ def _overdue_quantities(project_id: int, now: datetime, resource_type_id: int | 
 
 
 def project_quotas(project: Project | int, now: datetime | None = None) -> list[QuotaRow]:
-    """Every quota row of the project (types it has a limit on or has used), by resource type code."""
+    """The quotas that apply to the project, by resource type code: its own quota rows (types it has a
+    limit on or has used), and the staff default of every other type that has one (is_default)."""
     from django.utils import timezone
 
     project_id = project if isinstance(project, int) else project.id
     overdue = _overdue_quantities(project_id, now or timezone.now())
-    return [
+    rows = [
         QuotaRow(resource_type=q.resource_type.code, display_name=q.resource_type.display_name,
                  unit=q.resource_type.unit, limit=q.limit, used=q.used,
                  reserved=max(q.reserved - overdue.get(q.resource_type_id, 0), 0))
-        for q in Quota.objects.filter(project_id=project_id).select_related("resource_type").order_by("resource_type__code")
+        for q in Quota.objects.filter(project_id=project_id).select_related("resource_type")
     ]
+    defaults = QuotaDefault.objects.exclude(resource_type__quotas__project_id=project_id).select_related("resource_type")
+    rows += [
+        QuotaRow(resource_type=d.resource_type.code, display_name=d.resource_type.display_name,
+                 unit=d.resource_type.unit, limit=d.limit, used=0, reserved=0, is_default=True)
+        for d in defaults
+    ]
+    return sorted(rows, key=lambda row: row.resource_type)
 
 
 def quota_row(project_id: int, resource_type: ResourceType, now: datetime) -> QuotaRow:
@@ -220,7 +241,7 @@ def quota_row(project_id: int, resource_type: ResourceType, now: datetime) -> Qu
     if quota is None:
         default = QuotaDefault.objects.filter(resource_type=resource_type).values_list("limit", flat=True).first()
         return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name,
-                        unit=resource_type.unit, limit=default, used=0, reserved=0)
+                        unit=resource_type.unit, limit=default, used=0, reserved=0, is_default=default is not None)
     overdue = _overdue_quantities(project_id, now, resource_type.id).get(resource_type.id, 0)
     return QuotaRow(resource_type=resource_type.code, display_name=resource_type.display_name, unit=resource_type.unit,
                     limit=quota.limit, used=quota.used, reserved=max(quota.reserved - overdue, 0))

@@ -19,7 +19,7 @@ def test_it_lists_the_projects_quotas(platform, project):
     reserve(platform, resource_type="vcpu", quantity="2", amount="1")
     body = platform.get("/api/v1/projects/acme/quotas").json()
     assert body == [{"project": "acme", "resource_type": "vcpu", "unit": "vCPU", "limit": "16", "used": "4",
-                     "reserved": "2", "available": "10"}]
+                     "reserved": "2", "available": "10", "is_default": False}]
 
 
 def test_a_type_without_quota_shows_no_limit(platform, project):
