@@ -271,6 +271,14 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 TOPUP_MIN_CREDITS = env.str("TOPUP_MIN_CREDITS", default="5")
 TOPUP_MAX_CREDITS = env.str("TOPUP_MAX_CREDITS", default="10000")
 TOPUP_PRESETS = env.list("TOPUP_PRESETS", default=["10", "25", "50", "100"])
+# Origins (scheme://host[:port]) besides SITE_URL's that a caller's Checkout success_url / cancel_url may
+# point at, e.g. "https://app.example.com". Any other host is refused (400): a payer is never sent to a
+# page of the caller's choosing after paying.
+CHECKOUT_RETURN_ORIGINS = env.list("CHECKOUT_RETURN_ORIGINS", default=[])
+# Open (unpaid) top-ups one project may start in an hour; more is a 429 rate_limited with Retry-After.
+CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR = env.int("CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR", default=20)
+if CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR < 1:
+    raise ImproperlyConfigured("CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR must be at least 1")
 
 LOGGING = {
     "version": 1,

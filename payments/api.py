@@ -23,11 +23,22 @@ from .models import CheckoutSession
 _WEB_URL = URLValidator(schemes=["http", "https"])
 
 
+def _return_url_allowed(url: str) -> None:
+    """After paying, Stripe sends the payer to this URL: only our own site, never a caller's choice of host."""
+    if not services.return_url_allowed(url):
+        raise serializers.ValidationError(
+            f"must be on {' or '.join(services.return_origins())} (SITE_URL, or an origin listed in "
+            "CHECKOUT_RETURN_ORIGINS)")
+
+
 class CheckoutSessionCreateSerializer(StrictSerializer):
     amount = CreditsField(help_text="Credits to buy, a decimal string within the configured top-up bounds.")
-    # Where Stripe sends the customer back; by default the project's portal page.
-    success_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL, no_control_characters])
-    cancel_url = serializers.URLField(max_length=1500, required=False, validators=[_WEB_URL, no_control_characters])
+    # Where Stripe sends the customer back; by default the project's portal page. Only SITE_URL's origin
+    # or one of CHECKOUT_RETURN_ORIGINS (a 400 otherwise).
+    success_url = serializers.URLField(max_length=1500, required=False,
+                                       validators=[_WEB_URL, no_control_characters, _return_url_allowed])
+    cancel_url = serializers.URLField(max_length=1500, required=False,
+                                      validators=[_WEB_URL, no_control_characters, _return_url_allowed])
 
 
 def _schema_fields() -> dict:

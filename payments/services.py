@@ -7,6 +7,8 @@ number and order of Stripe's deliveries.
 """
 
 import logging
+import math
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from creditservice.lib.errors import ServiceUnavailable, ValidationFailed
+from creditservice.lib.errors import RateLimited, ServiceUnavailable, ValidationFailed
 from creditservice.lib.money import credits_to_currency_minor, format_amount, proportional_micros
 from creditservice.lib.paths import database_id
 from wallets import ledger
@@ -94,6 +96,52 @@ def _checkout_params(session: CheckoutSession, project: Project) -> dict[str, An
     }
 
 
+def url_origin(url: str) -> str | None:
+    """scheme://host:port of an http(s) URL, lower-cased, with the default port made explicit; None when
+    the URL has no host or carries user info ("https://our.site@elsewhere.example" goes to elsewhere)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return f"{scheme}://{parts.hostname.lower()}:{port or (443 if scheme == 'https' else 80)}"
+
+
+def return_origins() -> list[str]:
+    """Where Stripe may send a payer back: SITE_URL's origin and those of CHECKOUT_RETURN_ORIGINS."""
+    origins = [url_origin(settings.SITE_URL), *(url_origin(origin) for origin in settings.CHECKOUT_RETURN_ORIGINS)]
+    return [origin for origin in origins if origin]
+
+
+def return_url_allowed(url: str) -> bool:
+    """A caller's success or cancel URL: after paying, the payer must not be sent to someone else's page."""
+    origin = url_origin(url)
+    return origin is not None and origin in return_origins()
+
+
+# "Open" top-ups: the ones a payer may still pay. A funded, expired or failed one no longer counts.
+_OPEN_STATUSES = (CheckoutSession.Status.PENDING, CheckoutSession.Status.OPEN)
+RATE_WINDOW = timedelta(hours=1)
+
+
+def _require_below_open_session_limit(project: Project) -> None:
+    """At most CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR open top-ups made in the last hour per project:
+    each is a call to Stripe and a row, so one key cannot flood either. Call inside the transaction that
+    has locked the project row (so two requests cannot both take the last place)."""
+    limit = settings.CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR
+    since = timezone.now() - RATE_WINDOW
+    recent = CheckoutSession.objects.filter(project=project, status__in=_OPEN_STATUSES, created_at__gte=since)
+    if recent.count() < limit:
+        return
+    oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
+    retry_after = max(1, math.ceil((oldest + RATE_WINDOW - timezone.now()).total_seconds()))
+    raise RateLimited(f"at most {limit} open top-ups per project in an hour; pay or let one expire, or retry "
+                      f"in {retry_after} seconds", retry_after=retry_after)
+
+
 def require_billing_enabled() -> None:
     if not selectors.billing_enabled():
         raise ServiceUnavailable("card top-ups are not configured on this service", code="billing_disabled")
@@ -109,7 +157,8 @@ def checkout_session_create(
     with the same idempotency_key returns the same top-up, and resumes one whose Stripe call failed or
     is still running elsewhere (Stripe answers a repeated key with the session it already made).
     Must not be called inside a transaction. Raises ServiceUnavailable (503 billing_disabled /
-    stripe_unavailable) or ValidationFailed (400).
+    stripe_unavailable), ValidationFailed (400) or RateLimited (429: too many open top-ups this hour; a
+    retry of a top-up already made is never limited).
     """
     require_billing_enabled()
     bounds = selectors.topup_bounds()
@@ -121,6 +170,10 @@ def checkout_session_create(
     # durable: the write-ahead row must really commit before Stripe is called, so a caller that opened a
     # transaction around this (holding locks, on SQLite the whole database, across the network) fails here.
     with transaction.atomic(durable=True):
+        # The project row is the lock that serializes the limit's count and the insert.
+        list(Project.objects.select_for_update().filter(id=project.id).values_list("id", flat=True))
+        if not CheckoutSession.objects.filter(idempotency_key=idempotency_key).exists():
+            _require_below_open_session_limit(project)
         session, created = CheckoutSession.objects.get_or_create(
             idempotency_key=idempotency_key,
             defaults={

@@ -87,6 +87,17 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class RateLimited(ApiError):
+    """Too many of one thing in a while; answered with Retry-After (seconds), also in the body."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: Any = None, *, retry_after: int, **extra: Any):
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "unavailable"
@@ -145,7 +156,7 @@ def database_unavailable_response(exc: Exception) -> Response:
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(exc.as_body(), status=exc.status_code)
+        return Response(exc.as_body(), status=exc.status_code, headers=getattr(exc, "headers", None))
     if isinstance(exc, (OperationalError, InterfaceError)):
         return database_unavailable_response(exc)
     if isinstance(exc, Http404):

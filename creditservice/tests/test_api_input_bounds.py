@@ -242,6 +242,7 @@ def world(request):
     """acme with one maximal amount available, and one pending reservation of 1 credit and 1 vm."""
     if request.node.callspec.params["call"].route.startswith(("checkout", "stripe")):
         request.getfixturevalue("fake_stripe")  # billing on; the fake is slow to stop, so only where it is needed
+        request.getfixturevalue("settings").CHECKOUT_RETURN_ORIGINS = ["https://app.example.com"]
     clear_caches()
     client = ServiceClient(platform_key())
     # Unhandled server errors are answered as the product answers them (a 500), not raised into the test.

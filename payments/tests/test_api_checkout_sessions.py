@@ -25,7 +25,8 @@ def test_a_platform_key_starts_a_top_up(platform, project, fake_stripe):
     assert request.params["cancel_url"].endswith("/portal/acme/topup/cancel")
 
 
-def test_the_caller_may_choose_where_stripe_sends_the_customer_back(platform, project, fake_stripe):
+def test_the_caller_may_choose_where_stripe_sends_the_customer_back(platform, project, fake_stripe, settings):
+    settings.CHECKOUT_RETURN_ORIGINS = ["https://app.example.com"]
     response = platform.post_idem(URL, {"amount": "25", "success_url": "https://app.example.com/paid",
                                         "cancel_url": "https://app.example.com/billing"})
     assert response.status_code == 201

@@ -14,8 +14,9 @@ from wallets.models import Account
 
 
 def test_paying_on_the_checkout_page_funds_the_wallet_and_returns_to_the_success_url(live_server, fake_stripe,
-                                                                                       project, platform):
+                                                                                       project, platform, settings):
     fake_stripe.webhook_url = live_server.url + "/stripe/webhook"
+    settings.CHECKOUT_RETURN_ORIGINS = ["https://app.example.com"]
     created = platform.post_idem("/api/v1/projects/acme/checkout-sessions",
                                  {"amount": "25", "success_url": "https://app.example.com/done"}).json()
 
