@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from creditservice.lib.admin import ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.enqueue import enqueue
 from creditservice.lib.money import format_amount, format_micros, format_rate
 from metering import windows
 from wallets import access
@@ -106,8 +107,12 @@ class BillingRunAdmin(ReadOnlyAdmin):
         if in_background:
             from .tasks import billing_run_window
 
-            billing_run_window.delay(window_start.isoformat(), trigger)
-            self.message_user(request, f"billing of {window_start.isoformat()} handed to the workers")
+            if enqueue(billing_run_window, window_start.isoformat(), trigger):
+                self.message_user(request, f"billing of {window_start.isoformat()} handed to the workers")
+            else:
+                self.message_user(request, f"the task broker is not answering: billing of {window_start.isoformat()} "
+                                  "was not handed to the workers. The hourly billing beat bills every closed "
+                                  "window; or run it here, not in the background.", messages.WARNING)
             return
         outcome = billing_run_execute(window_start=window_start, trigger=trigger)
         self.message_user(request, outcome.message, messages.SUCCESS if outcome.claimed else messages.WARNING)

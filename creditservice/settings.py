@@ -175,12 +175,13 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_U
 # A publish is a nudge, never a wait: every task we send is for work a database row already holds (a
 # webhook delivery, billing chunks, a collection window) and a beat sweep finds it anyway
 # (creditservice/lib/enqueue.py). So a request never waits on the broker: one attempt, no retry, and
-# bounded connect and read timeouts, so a stopped broker (refused), an unreachable one (no answer to
-# connect) and a hung one (accepts, never replies) each fail the publish within BROKER_TIMEOUT_SECONDS;
-# the caller logs, counts and goes on. kombu's defaults would retry for 0.6 s when refused, and wait
-# forever on a hung Redis. A worker's own connection keeps retrying (broker_connection_retry and
-# broker_connection_max_retries are passed explicitly by the worker, not taken from these options).
-BROKER_TIMEOUT_SECONDS = env.float("BROKER_TIMEOUT_SECONDS", default=0.5)
+# bounded connect and read timeouts: a stopped broker (refused) fails the publish at once, an
+# unreachable one (no answer to connect) or a hung one (accepts, never replies) within
+# BROKER_TIMEOUT_SECONDS (twice that at worst: a slow connect, then no reply); the caller logs, counts
+# and goes on. kombu's defaults retry for 0.6 s when refused and wait forever on a hung Redis. Redis
+# answers in well under a millisecond, so the bound leaves it a wide margin. A worker's own connection
+# keeps retrying (the worker passes broker_connection_retry and _max_retries itself, not these options).
+BROKER_TIMEOUT_SECONDS = env.float("BROKER_TIMEOUT_SECONDS", default=0.25)
 if not 0 < BROKER_TIMEOUT_SECONDS <= 5:
     raise ImproperlyConfigured("BROKER_TIMEOUT_SECONDS must be above 0 and at most 5 (a request may wait this long)")
 CELERY_TASK_PUBLISH_RETRY = False

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from creditservice.lib.admin import FixedPointInput, ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.enqueue import enqueue_on_commit
 from creditservice.lib.money import format_micros, format_rate, parse_rate
 from quotas.models import ResourceType
 from wallets import access
@@ -163,5 +163,6 @@ class CollectionWindowAdmin(ReadOnlyAdmin):
         ids = list(queryset.values_list("id", flat=True))
         services.collection_windows_reset(window_ids=ids)
         for window_id in ids:
-            transaction.on_commit(lambda window_id=window_id: tasks.collect_window.delay(window_id))
+            # Reset above, so the periodic collection takes them anyway if the broker is down.
+            enqueue_on_commit(tasks.collect_window, window_id)
         self.message_user(request, f"{len(ids)} windows queued for collection.", messages.SUCCESS)

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from creditservice.lib.enqueue import enqueue
 from wallets.models import Project
 
 from ..models import WebhookDelivery, WebhookEndpoint
@@ -52,7 +53,9 @@ def body_bytes(payload: dict) -> bytes:
 
 
 def webhook_event_emit(*, project: Project, event_type: str, data: dict) -> list[int]:
-    """Queue the event for every enabled endpoint that wants it; sent after the caller's commit."""
+    """Queue the event for every enabled endpoint that wants it, as delivery rows written in the caller's
+    transaction (the outbox: the event exists exactly when the change that caused it commits). After the
+    commit a worker is nudged to send them; with the broker down the minute sweep sends them instead."""
     endpoints = WebhookEndpoint.objects.filter(enabled=True).filter(Q(project__isnull=True) | Q(project_id=project.id))
     event_id = f"evt_{uuid.uuid4().hex}"
     now = timezone.now()
@@ -72,13 +75,14 @@ def webhook_event_emit(*, project: Project, event_type: str, data: dict) -> list
 
 
 def _enqueue(delivery_ids: Iterable[int]) -> None:
+    """Nudge a worker to send these now. The committed delivery rows are the outbox: whatever is not
+    enqueued (the broker is down) is sent by the every-minute sweep, webhook_deliveries_due."""
     from ..tasks import webhook_delivery_attempt
 
     for delivery_id in delivery_ids:
-        try:
-            webhook_delivery_attempt.delay(delivery_id)
-        except Exception:  # the broker is down: the minute sweep sends it
-            log.exception("could not enqueue webhook delivery %s", delivery_id)
+        if not enqueue(webhook_delivery_attempt, delivery_id):
+            # The broker is down: each further publish would wait out the same timeout in the request.
+            break
 
 
 def backoff(attempts: int) -> timedelta:
@@ -134,15 +138,14 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     if delivery.status == WebhookDelivery.Status.RETRYING and not settings.CELERY_TASK_ALWAYS_EAGER:
         from ..tasks import webhook_delivery_attempt as task
 
-        try:
-            task.apply_async((delivery.id,), eta=delivery.next_attempt_at)
-        except Exception:  # the sweep retries it anyway
-            log.exception("could not schedule the retry of webhook delivery %s", delivery.id)
+        enqueue(task, delivery.id, eta=delivery.next_attempt_at)  # not taken: the sweep retries it when due
     return delivery
 
 
 def webhook_deliveries_due(*, limit: int = 500) -> list[int]:
-    """Ids of deliveries whose next attempt is due (the safety net when a queued task was lost)."""
+    """Ids of deliveries whose next attempt is due: the outbox sweep, for deliveries whose task the broker
+    never took (down at the time) or lost. Sending is claimed per delivery, so a task and a sweep at
+    once still send each delivery once."""
     return list(
         WebhookDelivery.objects.filter(
             status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.RETRYING],
