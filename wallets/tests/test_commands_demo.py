@@ -49,6 +49,7 @@ def test_a_seeded_database_without_the_key_on_file_says_how_to_make_one(db, caps
 
 def test_demo_access_prints_urls_logins_and_the_key(db, capsys, settings, tmp_path):
     settings.VAR_DIR = tmp_path
+    settings.DEBUG = True
     seed(capsys)
     key = (tmp_path / "demo-api-key").read_text().strip()
 
@@ -79,3 +80,32 @@ def test_demo_access_never_shows_a_project_key(db, capsys, project, settings, tm
 
     call_command("demo_access")
     assert raw_key not in capsys.readouterr().out
+
+
+def test_with_debug_off_the_demo_users_get_random_passwords_printed_once(db, capsys, settings, tmp_path):
+    from django.contrib.auth import authenticate
+    from django.test import RequestFactory
+
+    settings.VAR_DIR = tmp_path
+    settings.DEBUG = False
+    out = seed(capsys)
+    request = RequestFactory().post("/accounts/login/")
+    assert authenticate(request, username="admin", password="admin") is None
+    assert authenticate(request, username="tenant", password="tenant") is None
+    logins = dict(line.split(" ") for line in (tmp_path / "demo-logins").read_text().splitlines())
+    assert stat.S_IMODE((tmp_path / "demo-logins").stat().st_mode) == 0o600
+    assert len(logins["admin"]) >= 16 and logins["admin"] != logins["tenant"]
+    assert f"admin / {logins['admin']}" in out
+    assert authenticate(request, username="admin", password=logins["admin"]).is_superuser
+    call_command("demo_access")
+    assert f"admin / {logins['admin']}" in capsys.readouterr().out
+
+
+def test_with_debug_on_the_demo_logins_are_the_documented_ones(db, capsys, settings, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    settings.VAR_DIR = tmp_path
+    settings.DEBUG = True
+    assert "admin / admin" in seed(capsys)
+    assert get_user_model().objects.get(username="admin").check_password("admin")
+    assert not (tmp_path / "demo-logins").exists()
