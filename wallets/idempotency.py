@@ -33,6 +33,7 @@ from rest_framework.response import Response
 
 from creditservice.lib.errors import ApiError, Conflict, ValidationFailed
 from creditservice.lib.queries import db_datetime
+from creditservice.lib.retry import retry_transaction
 from creditservice.lib.text import TextError, clean_text
 
 from .access import caller_actor
@@ -179,11 +180,16 @@ def run(request: Request, body: Any, operation: Operation) -> Response:
     claim = _acquire(caller_actor(request), key, fingerprint(request, body))
     if isinstance(claim, Response):
         return claim
-    try:
+    @retry_transaction  # a deadlock victim rolled back whole, answer included: run it again, claim kept
+    def effect() -> tuple[int, dict]:
         with transaction.atomic():
             status, response_body = operation(claim.effect_key)
             if not _complete(claim, status, response_body):
                 raise _Superseded
+        return status, response_body
+
+    try:
+        status, response_body = effect()
     except _Superseded:
         return _answer_of_the_attempt_that_took_over(claim)
     except BaseException:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from creditservice.lib.errors import InsufficientCredits, NotFound, ValidationFailed
 from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
+from creditservice.lib.retry import retry_transaction
 from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account
@@ -144,6 +145,7 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, 
             return row[0]
 
 
+@retry_transaction
 def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], quantity: int, amount: int,
                        ttl_seconds: int | None, idempotency_scope: str, idempotency_key: str, fingerprint: str,
                        actor: str, now: datetime | None = None) -> ReservationResult:
@@ -183,6 +185,7 @@ class _Replay(Exception):
     """The Idempotency-Key was already used: roll back this attempt's hold and answer with the first reservation."""
 
 
+@retry_transaction
 def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resource_type: tuple[int, str],
                                quantity: int, amount: int | None, hourly_cost: int | None, ttl_seconds: int | None,
                                idempotency_scope: str, idempotency_key: str, fingerprint: str, actor: str,

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from creditservice.lib.errors import Conflict, NotFound, ValidationFailed
 from creditservice.lib.money import format_amount
+from creditservice.lib.retry import retry_transaction
 from wallets import ledger
 from wallets.models import Account, Transfer
 
@@ -94,6 +95,7 @@ def _commit_pending(reservation_id: int, amount: int | None, project_id: int | N
         return cursor.fetchone()
 
 
+@retry_transaction
 def reservation_commit(*, reservation_id: int, amount: int | None = None, project_id: int | None = None,
                        actor: str = "system", now: datetime | None = None, _retried: bool = False) -> dict:
     """pending → committed: one ledger transfer wallet → revenue of `amount` (default: all held), the
@@ -177,6 +179,7 @@ def _aware(value) -> datetime:
     return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
+@retry_transaction
 def reservation_release(*, reservation_id: int, project_id: int | None = None, now: datetime | None = None) -> dict:
     """pending → released: the credit hold and the quota hold go back. Idempotent by state: releasing a
     released reservation returns the same body. Committed → 409 reservation_committed; past
@@ -214,6 +217,7 @@ def _release_holds(row: tuple, now: datetime) -> None:
     _drop_quota_hold(project_id, type_id, quantity, to_used=False, now=now)
 
 
+@retry_transaction
 def reservation_expire(*, reservation_id: int, now: datetime | None = None) -> bool:
     """pending and past expires_at → expired, holds released. False when it was not (any more) overdue."""
     now = now or timezone.now()
