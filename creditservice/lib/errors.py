@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -131,22 +131,12 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 ]
 
 
-def drop_broken_connections() -> None:
-    """Close every connection that no longer works (its backend is gone), outside any transaction.
-
-    Django would close it when the request finishes; closing it here too means nothing later in this
-    request (a retry, the idempotency bookkeeping) and no later request on this thread uses the dead one.
-    """
-    for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
-
-
 def database_unavailable_response(exc: Exception) -> Response:
     # OperationalError and InterfaceError are what the driver raises when the server or the connection
     # failed, not when our SQL is wrong (that is a ProgrammingError, DataError or IntegrityError: a 500).
+    # A connection that died with its backend is dropped by Django's atomic() when its rollback fails, and
+    # otherwise by the health check (CONN_HEALTH_CHECKS) before the next request uses it.
     log.error("database failure during an API request; answered 503", exc_info=exc)
-    drop_broken_connections()
     error = DatabaseUnavailable("the database could not complete this request; retry it with the same "
                                 "Idempotency-Key, which never repeats an effect")
     response = Response(error.as_body(), status=error.status_code)
