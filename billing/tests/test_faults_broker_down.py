@@ -1,10 +1,12 @@
 """Redis (the broker) stopped or hung: the API keeps answering, webhooks wait in their delivery rows (the
-outbox) and are sent once the broker is back, each exactly once.
+outbox) and are sent once the broker is back, each exactly once; work that only a worker would have sped
+up is done without it.
 
-Each test starts its own redis-server on a free loopback port (the machine's Redis is shared) and points
-Celery at it, publishing for real (the suite runs tasks eagerly). It stops that server, or freezes it
-with SIGSTOP (it accepts connections and never answers), drives the API, starts it again and lets a real
-worker and the minute sweep race to send what is owed.
+The main test starts its own redis-server on a free loopback port (the machine's Redis is shared) and
+points Celery at it, publishing for real (the suite runs tasks eagerly). It stops that server, or
+freezes it with SIGSTOP (it accepts connections and never answers), drives the API, starts it again and
+lets a real worker and the minute sweep race to send what is owed. The others point Celery at a port
+where nothing listens: a stopped broker, no server needed.
 """
 
 import itertools
@@ -23,8 +25,10 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 
-from billing.models import WebhookDelivery, WebhookEndpoint
+from billing.models import BillingRun, Charge, WebhookDelivery, WebhookEndpoint
 from billing.tasks import webhook_deliveries_due
 from creditservice.celery import app
 from creditservice.lib.enqueue import enqueue, enqueue_failures
@@ -32,12 +36,13 @@ from quotas.tests.helpers import CHECK, RESERVE, ledger_is_consistent
 from wallets.models import Project
 from wallets.tests.factories import ProjectFactory
 
+from .conftest import WINDOW
+from .factories import bill, usage
+
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Under CI a missing redis-server fails the test (Popen raises) instead of skipping it.
-pytestmark = [
-    pytest.mark.skipif(shutil.which("redis-server") is None and not CI, reason="needs the redis-server program"),
-    pytest.mark.django_db(transaction=True),
-]
+needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None and not CI,
+                                        reason="needs the redis-server program")
 # Rounds of five calls (check, reserve, commit or release, credit, debit): 40 rounds are 200 calls.
 ROUNDS = int(os.environ.get("BROKER_DOWN_ROUNDS", "40"))
 _keys = itertools.count()
@@ -48,9 +53,7 @@ class RedisServer:
 
     def __init__(self, directory):
         self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = closed_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
@@ -87,6 +90,12 @@ class RedisServer:
         return client.llen("celery") == 0 and client.hlen("unacked") == 0
 
 
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free once the probe closes: a connection there is refused
+
+
 def _reset_publisher_pools() -> None:
     # Celery caches its connection and producer pools for the broker URL it first saw; drop them so the
     # next publish opens a connection to the broker this test set (and the next test to its own).
@@ -110,6 +119,12 @@ def broker_at(url: str, settings, monkeypatch) -> Iterator[None]:
     finally:
         app.conf.update(saved)
         _reset_publisher_pools()
+
+
+@pytest.fixture
+def broker_stopped(settings, monkeypatch) -> Iterator[None]:
+    with broker_at(f"redis://127.0.0.1:{closed_port()}/0", settings, monkeypatch):
+        yield
 
 
 @pytest.fixture
@@ -163,6 +178,8 @@ def test_a_publish_gives_up_at_once_instead_of_retrying_or_waiting():
     assert options["socket_timeout"] == django_settings.BROKER_TIMEOUT_SECONDS
 
 
+@needs_redis_server
+@pytest.mark.django_db(transaction=True)
 def test_with_the_broker_stopped_or_hung_the_api_answers_and_webhooks_are_sent_once_it_is_back(
         broker, platform, receiver):
     ProjectFactory(slug="acme", balance="100")
@@ -217,3 +234,27 @@ def test_with_the_broker_stopped_or_hung_the_api_answers_and_webhooks_are_sent_o
         {d.event_id: 2 for d in deliveries}), "each event once to each endpoint"
     assert receiver.events().count("project.grace") == receiver.events().count("project.reactivated") == 10
     assert ledger_is_consistent()
+
+
+@pytest.mark.django_db
+def test_a_billing_run_with_the_broker_down_takes_every_chunk_itself(clock, settings, broker_stopped):
+    """Its parallel helpers are only a speed-up: one failed publish, no further tries, the run succeeds."""
+    settings.BILLING_CHUNK_SIZE = 1
+    settings.BILLING_PARALLEL_WORKERS = 2
+    for slug in ("p1", "p2", "p3"):
+        usage(ProjectFactory(slug=slug, balance="10"), "vm", WINDOW, "1")
+    failures = enqueue_failures()
+    outcome = bill(WINDOW, parallel=True)
+    assert outcome.run.status == BillingRun.Status.SUCCEEDED and Charge.objects.count() == 3
+    assert enqueue_failures() == failures + 1
+    assert ledger_is_consistent()
+
+
+@pytest.mark.django_db
+def test_staff_are_told_when_the_broker_does_not_take_a_background_billing_run(clock, client, broker_stopped):
+    client.force_login(get_user_model().objects.create_superuser("staff", "staff@example.com", "pw-for-tests-1"))
+    response = client.post("/admin/billing/billingrun/run/", {"window_start": "2026-11-22 04:00:00",
+                                                              "in_background": "on"})
+    assert response.status_code == 302
+    assert "not handed to the workers" in " ".join(str(m) for m in get_messages(response.wsgi_request))
+    assert not BillingRun.objects.exists()
