@@ -22,7 +22,7 @@ from creditservice.lib.money import credits_to_micros
 from payments import selectors as payment_selectors
 from payments.models import CheckoutSession
 from wallets.models import Project, Transfer
-from wallets.selectors import WalletFigures, wallet_figures, wallet_figures_of
+from wallets.selectors import WalletFigures, project_wallet_figures, wallet_figures, wallet_figures_of
 
 SPEND_CHART_DAYS = 30
 
@@ -47,6 +47,13 @@ def project_transfers(project: Project) -> QuerySet[Transfer]:
 def wallet_of(project: Project) -> WalletFigures:
     """Balance, reserved and available as admission sees them (a hold past its expiry is freed)."""
     return wallet_figures_of(project.wallet)
+
+
+def wallet_read_after(project: Project) -> WalletFigures:
+    """wallet_of, read again now: for a page that shows the wallet beside something read after the
+    project (a checkout session), so that a session already funded never comes with the balance from
+    before its top-up (the wallet loaded with the project may predate the webhook that funded it)."""
+    return project_wallet_figures(project.id)
 
 
 def project_cards(projects: list[Project]) -> list[tuple[Project, WalletFigures]]:

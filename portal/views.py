@@ -113,7 +113,7 @@ def topup_success(request: HttpRequest, slug: str) -> HttpResponse:
     session = selectors.checkout_session(project, session_id)
     return render(request, "portal/topup_success.html", {
         "project": project,
-        "wallet": selectors.wallet_of(project),
+        "wallet": selectors.wallet_read_after(project),
         "session": session,
         "session_id": session_id,
         # Funded once the webhook's ledger transfer exists (a later refund does not undo that here).
@@ -130,7 +130,7 @@ def topup_status(request: HttpRequest, slug: str) -> JsonResponse:
     session = selectors.checkout_session(project, request.GET.get("session_id", ""))
     if session is None:
         return JsonResponse({"error": "not_found", "detail": "no such checkout session"}, status=404)
-    wallet = selectors.wallet_of(project)
+    wallet = selectors.wallet_read_after(project)
     return JsonResponse({
         "status": session.status,
         "funded": session.funded,
