@@ -32,6 +32,32 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Production: cookies and HTTPS (`manage.py check --deploy` is clean with DEBUG=0) ---
+# Secure cookies unless DEBUG (or the test suite): browsers send them over HTTPS only (and to
+# http://localhost). Set SESSION_COOKIE_SECURE=0 and CSRF_COOKIE_SECURE=0 to sign in over plain HTTP
+# elsewhere. Neither cookie is readable by scripts but the CSRF one, which forms need; both SameSite=Lax.
+_PRODUCTION = not (DEBUG or TESTING)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Browsers take HSTS from HTTPS answers only, so it is harmless on a plain-HTTP development server.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# TLS ends at the proxy in front, which redirects HTTP to HTTPS; SECURE_SSL_REDIRECT=1 makes Django do it.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself (and drops the client's own).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The --deploy warnings left on purpose, each a decision of whoever runs the service:
+SILENCED_SYSTEM_CHECKS = [
+    "security.W008",  # SECURE_SSL_REDIRECT: the proxy redirects (above)
+    "security.W005",  # SECURE_HSTS_INCLUDE_SUBDOMAINS: the subdomains belong to the domain's owner
+    "security.W021",  # SECURE_HSTS_PRELOAD: joining the browsers' preload list is the domain owner's call
+]
 PORT = env.int("PORT", default=8000)
 # Public base URL, used for Checkout success/cancel links and outbound webhook payloads.
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}")
@@ -47,6 +73,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    # Sign-in throttle for the portal and the admin (see "Sign-in throttle" below).
+    "axes",
     # Dependencies point one way: portal -> billing -> metering -> quotas -> wallets; payments -> wallets.
     "wallets",
     "quotas",
@@ -66,6 +94,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out sign-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "creditservice.urls"
@@ -117,6 +147,23 @@ else:
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-axes first: it refuses a locked-out username and address before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+# --- Sign-in throttle (django-axes): the portal's and the admin's login forms ---
+# Failed sign-ins are counted per username and client address (REMOTE_ADDR: behind a proxy, the
+# proxy's); LOGIN_FAILURE_LIMIT failures lock that pair out for LOGIN_LOCKOUT_MINUTES (429, a page that
+# says when to retry), counted again from the last failure. A successful sign-in clears the count. The
+# count is in the database, so every web worker shares it; only failures are stored, not every sign-in.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME <= timedelta(0):
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be at least 1")
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -137,7 +184,20 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "portal:index"
 LOGOUT_REDIRECT_URL = "login"
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Password-reset mails carry working links (superusers' too), so outside DEBUG no mail may reach a log:
+# the console backend is DEBUG's default only. Without EMAIL_BACKEND, DEBUG off sends no mail at all
+# (each unsent message is logged without its body) and start-up warns (portal.W001); the console or
+# file backend outside DEBUG is refused (portal.E001). For SMTP: EMAIL_BACKEND=
+# django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER,
+# EMAIL_HOST_PASSWORD and EMAIL_USE_TLS.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "creditservice.lib.mail.UnsentEmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@creditservice.local")
 
 REST_FRAMEWORK = {
