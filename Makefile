@@ -65,6 +65,12 @@ test: dev-venv test-deps
 soak: venv
 	$(PY) scripts/soak.py --seconds $${SOAK_SECONDS:-60} $(SOAK_ARGS)
 
+## make fuzz: the API against its own schema (creditservice/tests/test_api_schema_fuzz.py) with FUZZ_EXAMPLES (100)
+## examples per operation for each caller and mode (600 per operation in all) and a new random seed each run.
+.PHONY: fuzz
+fuzz: dev-venv
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_RANDOM=1 $(PY) -m pytest creditservice/tests/test_api_schema_fuzz.py -q $(PYTEST_ARGS)
+
 test-deps:
 	@bash scripts/install_test_deps.sh
 

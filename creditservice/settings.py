@@ -221,11 +221,20 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Wallets, ledger, admission control and usage for the platform. Amounts are decimal strings "
         "in credits with at most 6 decimal places. Errors have one shape: "
-        '{"error": "<code>", "detail": ...}.'
+        '{"error": "<code>", "detail": ...}. Services call it with an API key (Authorization: Bearer); '
+        "staff signed in to the admin may use it from the browser too (session and CSRF token). Every "
+        "path works with or without its trailing slash. Request bodies are JSON (Content-Type: "
+        "application/json), at most 1 MiB, and no field is accepted that is not documented here."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Generated clients authenticate with a key; the browser session stays out of the schema (it is not
+    # something a client sends, and schemathesis took the documented session cookie for a required one).
+    "AUTHENTICATION_WHITELIST": ["wallets.auth.ApiKeyAuthentication"],
+    # Error answers on every operation and closed request bodies (creditservice/lib/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "creditservice.lib.schema.document_errors"],
+    "ENUM_NAME_OVERRIDES": {"CheckoutSessionStatusEnum": "payments.models.CheckoutSession.Status"},
 }
 
 # --- Celery -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from creditservice.lib.errors import NotFound
 from creditservice.lib.fields import CreditsField, StrictSerializer
 from creditservice.lib.money import format_amount, format_currency_minor
+from creditservice.lib.schema import errors
 from creditservice.lib.text import no_control_characters
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
@@ -86,7 +87,7 @@ class CheckoutSessionListView(APIView):
         return Response([checkout_session_body(s) for s in sessions])
 
     @extend_schema(request=CheckoutSessionCreateSerializer, parameters=[IDEMPOTENCY_PARAM],
-                   responses={201: CHECKOUT_SESSION_SCHEMA})
+                   responses={201: CHECKOUT_SESSION_SCHEMA, **errors(409, 422, 429)})
     def post(self, request: Request, slug: str) -> Response:
         project = access.project_for_caller(request, slug)
         # Before validation: a client learns at once that no body will help.

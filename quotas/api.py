@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from creditservice.lib.errors import NotFound, ValidationFailed
 from creditservice.lib.pagination import IdCursorPagination
+from creditservice.lib.schema import errors
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
 from wallets.auth import ServicePrincipal
@@ -41,6 +42,18 @@ OPTIONAL_IDEMPOTENCY_PARAM = OpenApiParameter(
     "Idempotency-Key", location=OpenApiParameter.HEADER, required=False,
     description="Accepted and not needed: commit and release are idempotent by the reservation's state.",
 )
+QUOTA_SCHEMA = inline_serializer("Quota", {
+    "project": serializers.CharField(), "resource_type": serializers.CharField(), "unit": serializers.CharField(),
+    "limit": serializers.CharField(allow_null=True, help_text="null: no limit"), "used": serializers.CharField(),
+    "reserved": serializers.CharField(), "available": serializers.CharField(allow_null=True),
+    "is_default": serializers.BooleanField(help_text="The project has no quota of its own: the staff default applies."),
+})
+BUDGET_SCHEMA = inline_serializer("Budget", {
+    "project": serializers.CharField(), "hard_limit": serializers.CharField(allow_null=True),
+    "soft_limit": serializers.CharField(allow_null=True), "spent": serializers.CharField(allow_null=True),
+    "remaining": serializers.CharField(allow_null=True), "soft_limit_reached": serializers.BooleanField(),
+    "period_start": serializers.DateTimeField(allow_null=True), "period_end": serializers.DateTimeField(allow_null=True),
+})
 RESERVATION_SCHEMA = inline_serializer("Reservation", {
     "id": serializers.IntegerField(), "project": serializers.CharField(), "resource_type": serializers.CharField(),
     "quantity": serializers.CharField(), "amount": serializers.CharField(), "status": serializers.CharField(),
@@ -92,10 +105,10 @@ def _admission_input(request: Request, serializer_class) -> tuple[dict, ProjectR
 
 
 class AdmissionCheckView(APIView):
-    @extend_schema(request=AdmissionSerializer, responses=inline_serializer("AdmissionCheck", {
+    @extend_schema(request=AdmissionSerializer, responses={**errors(422), 200: inline_serializer("AdmissionCheck", {
         "allowed": serializers.BooleanField(), "reason": serializers.CharField(allow_null=True),
         "available": serializers.CharField(), "quota": serializers.DictField(), "budget": serializers.DictField(allow_null=True),
-    }))
+    })})
     def post(self, request: Request) -> Response:
         """Would this reservation be admitted now? Writes nothing."""
         data, project, type_id, amount = _admission_input(request, AdmissionSerializer)
@@ -105,7 +118,8 @@ class AdmissionCheckView(APIView):
 
 
 class ReservationCreateView(APIView):
-    @extend_schema(request=ReservationCreateSerializer, parameters=[IDEMPOTENCY_PARAM], responses={201: RESERVATION_SCHEMA})
+    @extend_schema(request=ReservationCreateSerializer, parameters=[IDEMPOTENCY_PARAM],
+                   responses={201: RESERVATION_SCHEMA, **errors(402, 409, 422)})
     def post(self, request: Request) -> Response:
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
@@ -159,7 +173,7 @@ class ReservationDetailView(APIView):
 
 class ReservationCommitView(APIView):
     @extend_schema(request=ReservationCommitSerializer, parameters=[OPTIONAL_IDEMPOTENCY_PARAM],
-                   responses=RESERVATION_SCHEMA)
+                   responses={200: RESERVATION_SCHEMA, **errors(409, 422)})
     def post(self, request: Request, reservation_id: int) -> Response:
         """Charge the hold (all of it, or `amount` ≤ held) and turn the quota hold into usage.
 
@@ -174,7 +188,7 @@ class ReservationCommitView(APIView):
 
 
 class ReservationReleaseView(APIView):
-    @extend_schema(request=None, parameters=[OPTIONAL_IDEMPOTENCY_PARAM], responses=RESERVATION_SCHEMA)
+    @extend_schema(request=None, parameters=[OPTIONAL_IDEMPOTENCY_PARAM], responses={200: RESERVATION_SCHEMA, **errors(409)})
     def post(self, request: Request, reservation_id: int) -> Response:
         """Give the hold back. Idempotent by state (a repeated release returns the same answer; an
         Idempotency-Key is accepted and ignored); 409 reservation_committed / reservation_expired otherwise."""
@@ -205,18 +219,20 @@ class ProjectReservationsView(APIView):
 
 
 class QuotaListView(APIView):
+    @extend_schema(responses=type(QUOTA_SCHEMA)(many=True))
     def get(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
         return Response([row.as_body(project.slug) for row in selectors.project_quotas(project.id)])
 
 
 class QuotaDetailView(APIView):
+    @extend_schema(responses=QUOTA_SCHEMA)
     def get(self, request: Request, slug: str, resource_type: str) -> Response:
         project = _project(request, slug)
         row = selectors.quota_row(project.id, _resource_type(resource_type), timezone.now())
         return Response(row.as_body(project.slug))
 
-    @extend_schema(request=QuotaLimitSerializer)
+    @extend_schema(request=QuotaLimitSerializer, responses=QUOTA_SCHEMA)
     def put(self, request: Request, slug: str, resource_type: str) -> Response:
         """Set the limit (a decimal string) or remove it (null). Platform keys and staff only."""
         project = _project(request, slug)
@@ -228,7 +244,8 @@ class QuotaDetailView(APIView):
 
 
 class QuotaReleaseView(APIView):
-    @extend_schema(request=QuotaReleaseSerializer, parameters=[IDEMPOTENCY_PARAM])
+    @extend_schema(request=QuotaReleaseSerializer, parameters=[IDEMPOTENCY_PARAM],
+                   responses={200: QUOTA_SCHEMA, **errors(409, 422)})
     def post(self, request: Request, slug: str, resource_type: str) -> Response:
         """A resource was deleted: used -= quantity, never below zero. Needs an Idempotency-Key, since
         repeating it would release twice. Platform keys and staff only (403 forbidden otherwise): the
@@ -247,11 +264,12 @@ class QuotaReleaseView(APIView):
 
 
 class BudgetView(APIView):
+    @extend_schema(responses=BUDGET_SCHEMA)
     def get(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
         return Response(selectors.budget_body(project.slug, selectors.budget_status(project.id)))
 
-    @extend_schema(request=BudgetSerializer)
+    @extend_schema(request=BudgetSerializer, responses=BUDGET_SCHEMA)
     def put(self, request: Request, slug: str) -> Response:
         """Set the monthly budget (hard_limit, optional soft_limit) or remove it (hard_limit null)."""
         project = _project(request, slug)

@@ -1,7 +1,7 @@
 """Service API of the ledger core: thin views over access, selectors and services."""
 
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from creditservice.lib.errors import ValidationFailed
 from creditservice.lib.pagination import IdCursorPagination
+from creditservice.lib.schema import errors
 
 from . import access, idempotency, services
 from .models import Project
@@ -26,10 +27,19 @@ IDEMPOTENCY_PARAM = OpenApiParameter(
     "Idempotency-Key", location=OpenApiParameter.HEADER, required=True,
     description="A unique key per logical request; a retry with the same key and body replays the first answer.",
 )
-WALLET_SCHEMA = inline_serializer("Wallet", {
+WALLET_FIELDS = {
     "project": serializers.CharField(), "balance": serializers.CharField(), "reserved": serializers.CharField(),
     "available": serializers.CharField(), "status": serializers.CharField(), "updated_at": serializers.DateTimeField(),
+    "burn_rate_per_hour": serializers.CharField(required=False), "runway_hours": serializers.CharField(
+        required=False, allow_null=True, help_text="Hours the available credits last at the burn rate; null: no burn."),
+}
+WALLET_SCHEMA = inline_serializer("Wallet", WALLET_FIELDS)
+TRANSFER_SCHEMA = inline_serializer("Transfer", {
+    "id": serializers.IntegerField(), "kind": serializers.CharField(), "amount": serializers.CharField(),
+    "balance_after": serializers.CharField(), "reason": serializers.CharField(), "description": serializers.CharField(),
+    "reference": serializers.CharField(), "created_at": serializers.DateTimeField(),
 })
+WALLET_MOVEMENT_SCHEMA = inline_serializer("WalletMovement", {**WALLET_FIELDS, "transfer": TRANSFER_SCHEMA})
 
 
 def healthz(request) -> JsonResponse:
@@ -49,7 +59,7 @@ class ProjectListView(APIView):
     def get(self, request: Request) -> Response:
         return Response(ProjectSerializer(access.visible_projects(request), many=True).data)
 
-    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer, **errors(409)})
     def post(self, request: Request) -> Response:
         access.require(request, access.PROJECT_CREATE)
         data = validated(ProjectCreateSerializer, request.data)
@@ -97,7 +107,8 @@ class TransactionListView(APIView):
 class _WalletMovementView(APIView):
     direction = ""
 
-    @extend_schema(request=WalletMovementSerializer, parameters=[IDEMPOTENCY_PARAM], responses={201: WALLET_SCHEMA})
+    @extend_schema(request=WalletMovementSerializer, parameters=[IDEMPOTENCY_PARAM],
+                   responses={201: WALLET_MOVEMENT_SCHEMA, **errors(409, 422)})
     def post(self, request: Request, slug: str) -> Response:
         project = access.project_for_caller(request, slug)
         access.require(request, access.CREDITS_MOVE)
@@ -120,5 +131,6 @@ class WalletCreditView(_WalletMovementView):
     direction = "in"
 
 
+@extend_schema_view(post=extend_schema(responses={201: WALLET_MOVEMENT_SCHEMA, **errors(402, 409, 422)}))
 class WalletDebitView(_WalletMovementView):
     direction = "out"

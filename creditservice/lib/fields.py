@@ -40,11 +40,16 @@ class MicrosField(serializers.ReadOnlyField):
 
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so a typo ("amout") is an error, not a silent default."""
+    """Refuses fields it does not know, so a typo ("amout") is an error, not a silent default; and a
+    number where the schema says string (DRF's CharField would store {"reason": 12} as "12")."""
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+            not_text = sorted(name for name, value in data.items() if isinstance(self.fields[name], serializers.CharField)
+                              and value is not None and not isinstance(value, str))
+            if not_text:
+                raise serializers.ValidationError({name: ["must be a string"] for name in not_text})
         return super().to_internal_value(data)

@@ -4,8 +4,8 @@ DRF's JSONParser reads a body of any size and hands it to json.load, whose recur
 `[[[[…]]]]` tens of thousands deep raised RecursionError (a 500). It also decodes with whatever
 charset the Content-Type names and keeps the last of a key given twice ({"amount": "1", "amount":
 "1000"}), so what was signed, logged or fingerprinted could differ from what was used. Here a body
-is at most MAX_BODY_BYTES, UTF-8 (RFC 8259), nested at most MAX_DEPTH deep, with each key once and
-no NaN or Infinity; anything else is a 4xx in the error shape before any view sees it.
+is at most MAX_BODY_BYTES, UTF-8 (RFC 8259), one object nested at most MAX_DEPTH deep, with each key
+once and no NaN or Infinity; anything else is a 4xx in the error shape before any view sees it.
 """
 
 import json
@@ -56,8 +56,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def loads(raw: bytes) -> Any:
-    """raw as JSON, or ParseError (400) saying why not; the caller has checked its size."""
+def loads(raw: bytes) -> dict[str, Any]:
+    """raw as a JSON object, or ParseError (400) saying why not; the caller has checked its size."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -65,9 +65,13 @@ def loads(raw: bytes) -> Any:
     if text.count("[") + text.count("{") > MAX_DEPTH and nesting_depth(text) > MAX_DEPTH:
         raise ParseError(f"the body nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
-        return json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_refuse_constant)
+        data = json.loads(text, object_pairs_hook=_object_without_duplicate_keys, parse_constant=_refuse_constant)
     except ValueError as exc:  # json.JSONDecodeError is one
         raise ParseError(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        # Every body of this API is an object; `null` was taken for "no body" (a commit of the whole hold).
+        raise ParseError("the body must be a JSON object ({...})")
+    return data
 
 
 class BoundedJSONParser(JSONParser):

@@ -286,3 +286,157 @@ def test_every_write_endpoint_is_in_the_battery():
     covered = {param.values[0].route for param in _refused()}
     assert write_route_names() - covered == set()
     assert {"reservation-create", "wallet-credit", "checkout-session-list", "stripe-webhook"} <= write_route_names()
+
+
+# --- Hostile bodies and values on every write endpoint -----------------------------------------------
+# (route, method, path, a valid body, Idempotency-Key): the body is what each hostile case starts from.
+WRITES = {
+    "project-list": ("POST", "/api/v1/projects/", {"slug": "new", "name": "n"}, None),
+    "wallet-credit": ("POST", f"{PROJECT}/wallet/credit", {"amount": "1", "reason": "r"}, "auto"),
+    "wallet-debit": ("POST", f"{PROJECT}/wallet/debit", {"amount": "1", "reason": "r"}, "auto"),
+    "admission-check": ("POST", "/api/v1/admission/check", _reservation(), None),
+    "reservation-create": ("POST", RESERVE, _reservation(), "auto"),
+    "reservation-commit": ("POST", f"{RESERVE}/{{reservation}}/commit", {"amount": "1"}, None),
+    "reservation-release": ("POST", f"{RESERVE}/{{reservation}}/release", {}, None),
+    "quota-detail": ("PUT", f"{PROJECT}/quotas/vm", {"limit": "1"}, None),
+    "quota-release": ("POST", f"{PROJECT}/quotas/vm/release", {"quantity": "1"}, "auto"),
+    "budget": ("PUT", f"{PROJECT}/budget", {"hard_limit": "1"}, None),
+    "usage-events": ("POST", "/api/v1/usage/events", _event(), None),
+    "checkout-session-list": ("POST", f"{PROJECT}/checkout-sessions", {"amount": "10"}, "auto"),
+    "stripe-webhook": ("POST", "/stripe/webhook", {"id": "evt_1", "type": "checkout.session.completed"}, None),
+}
+# Every decimal field: (route, field, zero is valid, null is valid). Usage quantities are per event.
+DECIMAL_FIELDS = [
+    ("wallet-credit", "amount", False, False), ("wallet-debit", "amount", False, False),
+    ("admission-check", "quantity", False, False), ("admission-check", "amount", True, False),
+    ("reservation-create", "quantity", False, False), ("reservation-create", "amount", True, False),
+    ("reservation-create", "hourly_cost", False, False), ("reservation-commit", "amount", True, False),
+    ("quota-detail", "limit", True, True), ("quota-release", "quantity", False, False),
+    ("budget", "hard_limit", True, True), ("budget", "soft_limit", True, True),
+    ("usage-events", "quantity", True, False), ("checkout-session-list", "amount", False, False),
+]
+# No amount or quantity takes these: signs, non-numbers, exponents, too many decimals, past every column,
+# numbers where the grammar wants a string, other types, spaces and digits that are not ASCII.
+NOT_A_DECIMAL = ["-1", "NaN", "Infinity", "-Infinity", "1e309", "1e2", str(2**63), 2**63, "1.0000001", "0.0000001",
+                 "abc", "", " 1", "1 ", "+1", "0x10", "\u0663", "1\x00", 1, 1.5, True, [], {}]
+# Raw bodies no endpoint takes: 2 MB, nested tens of thousands deep, not UTF-8, a key twice, not an object.
+TWO_MB = b'{"x": "' + b"a" * 2_000_000 + b'"}'
+DEEP = b"[" * 50_000 + b"]" * 50_000
+DEEP_OBJECT = b'{"a":' * 20_000 + b"1" + b"}" * 20_000
+
+
+def _with(body: dict, field_name: str, value) -> dict:
+    if "events" in body:
+        return {"events": [{**body["events"][0], field_name: value}]}
+    body = {**body, field_name: value}
+    if field_name == "hourly_cost":
+        body.pop("amount", None)
+    if field_name == "soft_limit":
+        body["hard_limit"] = "1000"
+    return body
+
+
+def _duplicate_key(body: dict) -> bytes:
+    """The body with its first key given again (another value), as a client's buggy encoder could send it."""
+    text = json.dumps(body)
+    first = next(iter(body), "x")
+    return (text[:-1] + (", " if body else "") + f'"{first}": "2"}}').encode()
+
+
+def _hostile_bodies(route: str) -> list[tuple[str, Call, bytes | None]]:
+    """(case, call, raw body or None) for one write endpoint: the bodies and paths no endpoint takes."""
+    method, path, body, key = WRITES[route]
+    cases: list[tuple[str, Call, bytes | None]] = []
+
+    def add(name: str, raw: bytes | None = None, call_body=None, call_path: str = path, expect: str = "refused"):
+        cases.append((name, Call(method, call_path, call_body, key=key, route=route, expect=expect), raw))
+
+    add("2mb-body", TWO_MB)
+    add("deep-array", DEEP)
+    add("deep-object", DEEP_OBJECT)
+    add("not-utf8", json.dumps(body).encode()[:-1] + b', "x": "\xff\xfe"}' if body else b'{"x": "\xff\xfe"}')
+    add("duplicate-key", _duplicate_key(body))
+    for raw in [b"null", b"[]", b'"text"', b"1", b"", b"{", b'{"a": NaN}', b'{"a": 1e309}']:
+        if raw == b"" and route in ("reservation-commit", "reservation-release"):
+            continue  # no body is a commit of the whole hold, and a release
+        add(f"raw {raw[:12]!r}", raw)
+    if body and route != "reservation-commit":  # {} commits the whole hold
+        add("missing-fields", call_body={})
+    if "acme" in path:
+        add("unknown-project", call_body=body, call_path=path.replace("acme", "nosuch"))
+    elif "project" in body or "events" in body:
+        add("unknown-project", call_body=_with(body, "project", "nosuch"),
+            expect="rejected" if route == "usage-events" else "refused")
+    if "{reservation}" in path:
+        for rid in ["abc", "-1", "1.5", "%20", "\uff11", "1e3", "0x1", "%2F1"]:
+            add(f"malformed-id {rid!r}", call_body=body, call_path=path.replace("{reservation}", rid))
+    for name in ("reason", "name", "slug", "project", "resource_type"):
+        if name in body:
+            add(f"{name}-as-number", call_body=_with(body, name, 12))
+    return cases
+
+
+def _hostile_values(route: str, name: str, zero_ok: bool, null_ok: bool) -> list[tuple[str, Call, None]]:
+    method, path, body, key = WRITES[route]
+    expect = "rejected" if route == "usage-events" else "refused"
+    values = NOT_A_DECIMAL + ([] if zero_ok else ["0", "0.000000"]) + ([] if null_ok else [None])
+    return [(f"{name}={value!r}", Call(method, path, _with(body, name, value), key=key, route=route, expect=expect), None)
+            for value in values]
+
+
+@pytest.fixture
+def hostile_world(request):
+    route = request.node.callspec.params["route"]
+    if route.startswith(("checkout", "stripe")):
+        request.getfixturevalue("fake_stripe")
+        request.getfixturevalue("settings").CHECKOUT_RETURN_ORIGINS = ["https://app.example.com"]
+    clear_caches()
+    client = ServiceClient(platform_key())
+    client.raise_request_exception = False
+    fund(ProjectFactory(slug="acme", balance="1000"), "1")
+    response = client.post_idem(RESERVE, _reservation())
+    assert response.status_code == 201, response.json()
+    yield client, response.json()["id"]
+    clear_caches()
+
+
+def _refusals_that_failed(client: ServiceClient, reservation_id: int, cases: list) -> list[str]:
+    """Send each case; what was not a 4xx in the error shape (or for usage, a rejection), or wrote anything."""
+    failed = []
+    for name, call, raw in cases:
+        before = money_snapshot()
+        if raw is None:
+            response = _send(client, call, reservation_id)
+        else:
+            headers = {"HTTP_IDEMPOTENCY_KEY": f"hostile-{next(_keys)}"} if call.key == "auto" else {}
+            send = client.put if call.method == "PUT" else client.post
+            response = send(call.path.replace("{reservation}", str(reservation_id)), raw,
+                            content_type="application/json", **headers)
+        if call.expect == "rejected":
+            refused = response.status_code == 200 and response.json()["accepted"] == 0
+        else:
+            body = response.json() if response.get("Content-Type") == "application/json" else {}
+            refused = 400 <= response.status_code < 500 and {"error", "detail"} <= set(body)
+        if not refused or money_snapshot() != before:
+            failed.append(f"{name}: {response.status_code} {response.content[:300]!r}")
+    return failed
+
+
+@pytest.mark.parametrize("route", sorted(WRITES))
+def test_a_hostile_body_is_a_4xx_in_the_error_shape_that_writes_nothing(hostile_world, route):
+    client, reservation_id = hostile_world
+    assert _refusals_that_failed(client, reservation_id, _hostile_bodies(route)) == []
+
+
+@pytest.mark.parametrize(("route", "name", "zero_ok", "null_ok"), DECIMAL_FIELDS,
+                         ids=[f"{route}-{name}" for route, name, *_ in DECIMAL_FIELDS])
+def test_a_value_no_decimal_field_takes_is_refused_and_writes_nothing(hostile_world, route, name, zero_ok, null_ok):
+    client, reservation_id = hostile_world
+    assert _refusals_that_failed(client, reservation_id, _hostile_values(route, name, zero_ok, null_ok)) == []
+
+
+def test_every_write_endpoint_meets_the_hostile_battery():
+    assert write_route_names() - set(WRITES) == set()
+    # The write endpoints that take no amount or quantity.
+    assert write_route_names() - {route for route, *_ in DECIMAL_FIELDS} == {
+        "project-list", "reservation-release", "stripe-webhook"}
