@@ -57,7 +57,8 @@ def _reserve_sql(scoped: bool) -> str:
         "SELECT p.id AS project_id, p.slug, p.status, p.status = 'active' AS admits, a.id AS wallet_id, "
         f"EXISTS (SELECT 1 FROM {_BUDGET} b WHERE b.project_id = p.id) AS has_budget, "
         # hourly_cost × hours in numeric, capped just above one amount's bound so it fits the bigint
-        # columns; services refuses (and rolls back) a capped amount as a 400 on hourly_cost.
+        # columns; no reservation is inserted for a capped amount (a CHECK bounds the column) and
+        # services refuses it as a 400 on hourly_cost.
         "COALESCE(%(amount)s::bigint, LEAST(%(hourly_cost)s::numeric * COALESCE(p.min_runtime_hours, %(hours)s), "
         "%(amount_cap)s)::bigint) AS amount, "
         "%(now)s::timestamptz AS now "
@@ -68,7 +69,7 @@ def _reserve_sql(scoped: bool) -> str:
         f"r AS (INSERT INTO {_RESERVATION} (project_id, resource_type_id, quantity, amount, status, expires_at, "
         "idempotency_scope, idempotency_key, request_fingerprint, actor, created_at) "
         "SELECT src.project_id, %(type_id)s, %(quantity)s, src.amount, 'pending', %(expires_at)s, %(idem_scope)s, "
-        "%(idem_key)s, %(fingerprint)s, %(actor)s, src.now FROM src "
+        f"%(idem_key)s, %(fingerprint)s, %(actor)s, src.now FROM src WHERE src.amount <= {MAX_AMOUNT_MICROS} "
         "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING id, project_id), "
         # (2) The wallet hold, only for a row that was inserted (a replay holds nothing).
         "claimed AS (SELECT src.* FROM src JOIN r ON r.project_id = src.project_id), "

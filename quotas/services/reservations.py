@@ -233,11 +233,12 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
 
 def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: int, now: datetime) -> None:
     """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
+    if done.amount > MAX_AMOUNT_MICROS:
+        # hourly_cost × the project's hours, capped by the statement just above the bound (fastpath.py),
+        # which then inserted no reservation: checked before the replay that a missing row would mean.
+        raise min_runtime_hold_too_large(None)
     if done.reservation_id is None:
         raise _Replay()
-    if done.amount > MAX_AMOUNT_MICROS:
-        # hourly_cost × the project's hours, capped by the statement just above the bound (fastpath.py).
-        raise min_runtime_hold_too_large(None)
     if done.status != "active":
         raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
                                         status=done.status), retry_after_expiry=False)
