@@ -6,7 +6,7 @@ from datetime import UTC
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, URLField
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -244,6 +244,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     raw_id_fields = ["project"]
     fields = ["url", "project", "enabled", "event_types", "description"]
     readonly_fields = ["secret", "masked_secret"]
+    # A receiver's URL typed without a scheme is taken as https (Django 6's default, said now).
+    formfield_overrides = {URLField: {"assume_scheme": "https"}}
 
     def has_secret_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.WEBHOOK_SECRET_READ)
