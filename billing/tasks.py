@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from .models import BillingRun
 from .services import lifecycle, runs, webhooks
 
 log = logging.getLogger(__name__)
@@ -15,12 +16,31 @@ def billing_run_due() -> list[str]:
     return runs.billing_catch_up(trigger="beat", parallel=True)
 
 
-@shared_task(name="billing.tasks.billing_run_window")
-def billing_run_window(window_start_iso: str, trigger: str = "") -> str:
-    """One window, e.g. started by staff from the admin."""
+# How many times a redelivered billing task checks back, one lease apart, before it leaves the run to the beat.
+TAKEOVER_CHECKS = 5
+
+
+@shared_task(bind=True, name="billing.tasks.billing_run_window")
+def billing_run_window(self, window_start_iso: str, trigger: str = "", takeover_of: int | None = None) -> str:
+    """One window, e.g. started by staff from the admin.
+
+    A redelivered message means the worker running it died (late acks, reject on worker lost). The run
+    it had claimed looks alive until its lease runs out, so the task checks back then and takes the run
+    over (takeover_of: that attempt) instead of leaving the window to the next hourly beat. A plain
+    duplicate (the window enqueued twice) just leaves: the run's own worker finishes it.
+    """
     from datetime import datetime
 
-    outcome = runs.billing_run_execute(window_start=datetime.fromisoformat(window_start_iso), trigger=trigger, parallel=True)
+    outcome = runs.billing_run_execute(window_start=datetime.fromisoformat(window_start_iso), trigger=trigger,
+                                       parallel=True, takeover_of=takeover_of)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if not outcome.claimed and outcome.run.status == BillingRun.Status.RUNNING and (redelivered or takeover_of is not None):
+        if self.request.retries >= TAKEOVER_CHECKS:
+            log.warning("%s; left to the billing beat after %d checks", outcome.message, TAKEOVER_CHECKS)
+            return outcome.message
+        raise self.retry(kwargs={"window_start_iso": window_start_iso, "trigger": trigger,
+                                 "takeover_of": outcome.run.attempt},
+                         countdown=runs.billing_run_lease_left(outcome.run) + 1, max_retries=TAKEOVER_CHECKS)
     log.info(outcome.message)
     return outcome.message
 

@@ -238,8 +238,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------
-# Embedded default: kombu's filesystem transport under var/ needs no server.
-_CELERY_FS = VAR_DIR / "celery"
+# Embedded default: kombu's filesystem transport under var/celery (CELERY_FILESYSTEM_DIR) needs no server.
+_CELERY_FS = Path(env.str("CELERY_FILESYSTEM_DIR", default="") or VAR_DIR / "celery")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or env.str("REDIS_URL", default="") or "filesystem://"
 # A publish is a nudge, never a wait: every task we send is for work a database row already holds (a
 # webhook delivery, billing chunks, a collection window) and a beat sweep finds it anyway
@@ -277,7 +277,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task's message is acknowledged when it finished, and given back to the broker when the process
+# running it died (SIGKILL, out of memory): the task runs again, so every task is safe to run twice.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

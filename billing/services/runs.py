@@ -61,8 +61,12 @@ def _late_usage_from(window_start: datetime) -> datetime:
     return window_start - timedelta(hours=settings.USAGE_LATENESS_HOURS) - windows.window_length()
 
 
-def billing_run_claim(*, window_start: datetime, trigger: str = "") -> RunOutcome:
-    """Claim the window's run (creating it if needed). claimed=False: someone else is running it."""
+def billing_run_claim(*, window_start: datetime, trigger: str = "", takeover_of: int | None = None) -> RunOutcome:
+    """Claim the window's run (creating it if needed). claimed=False: someone else is running it.
+
+    takeover_of: claim only a run still running in that attempt whose lease ran out (its worker died);
+    one that finished or was resumed meanwhile is left alone.
+    """
     if not windows.is_window_start(window_start):
         raise ValueError(f"{window_start.isoformat()} is not the start of a billing window")
     window_end = window_start + windows.window_length()
@@ -74,9 +78,11 @@ def billing_run_claim(*, window_start: datetime, trigger: str = "") -> RunOutcom
     except IntegrityError:  # created by a concurrent claim a moment ago
         run = BillingRun.objects.get(window_start=window_start)
     now = timezone.now()
-    claimable = Q(status__in=[Status.PENDING, Status.SUCCEEDED, Status.PARTIAL, Status.FAILED]) | Q(
-        status=Status.RUNNING, heartbeat_at__lt=now - _lease())
-    claimed = BillingRun.objects.filter(claimable, id=run.id, attempt=run.attempt).update(
+    stale = Q(status=Status.RUNNING, heartbeat_at__lt=now - _lease())
+    claimable = stale if takeover_of is not None else stale | Q(
+        status__in=[Status.PENDING, Status.SUCCEEDED, Status.PARTIAL, Status.FAILED])
+    attempt = run.attempt if takeover_of is None else takeover_of
+    claimed = BillingRun.objects.filter(claimable, id=run.id, attempt=attempt).update(
         status=Status.RUNNING, attempt=F("attempt") + 1, trigger=trigger[:100], started_at=now, heartbeat_at=now,
         finished_at=None, error="",
     )
@@ -85,6 +91,13 @@ def billing_run_claim(*, window_start: datetime, trigger: str = "") -> RunOutcom
         return RunOutcome(run, False, f"the billing run of {window_start.isoformat()} is already running "
                                       f"(attempt {run.attempt}, since {run.started_at:%H:%M:%S}); nothing to do")
     return RunOutcome(run, True, f"claimed the billing run of {window_start.isoformat()} (attempt {run.attempt})")
+
+
+def billing_run_lease_left(run: BillingRun) -> float:
+    """Seconds until a running run's lease runs out and it may be taken over (0 when it has)."""
+    if run.heartbeat_at is None:
+        return 0.0
+    return max((run.heartbeat_at + _lease() - timezone.now()).total_seconds(), 0.0)
 
 
 def _late_usage_since(run: BillingRun) -> datetime:
@@ -215,13 +228,15 @@ def billing_run_fail(*, run_id: int, attempt: int, error: str) -> None:
 
 
 def billing_run_execute(*, window_start: datetime, trigger: str = "", parallel: bool = False,
-                        on_chunk: Callable[[BillingChunk], None] | None = None) -> RunOutcome:
+                        on_chunk: Callable[[BillingChunk], None] | None = None,
+                        takeover_of: int | None = None) -> RunOutcome:
     """Bill one closed window, synchronously (the command, the bench, tests, the Celery task).
 
     parallel: also enqueue BILLING_PARALLEL_WORKERS Celery tasks that take chunks beside this one.
+    takeover_of: only resume that attempt, if it is still running and its lease ran out (billing_run_claim).
     An exception marks the attempt failed and is re-raised; a re-run resumes it and charges nothing twice.
     """
-    outcome = billing_run_claim(window_start=window_start, trigger=trigger)
+    outcome = billing_run_claim(window_start=window_start, trigger=trigger, takeover_of=takeover_of)
     if not outcome.claimed:
         return outcome
     run = outcome.run
