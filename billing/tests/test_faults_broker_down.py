@@ -27,6 +27,7 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
+from kombu import pools as kombu_pools
 
 from billing.models import BillingRun, Charge, WebhookDelivery, WebhookEndpoint
 from billing.tasks import webhook_deliveries_due
@@ -99,10 +100,13 @@ def closed_port() -> int:
 def _reset_publisher_pools() -> None:
     # Celery caches its connection and producer pools for the broker URL it first saw; drop them so the
     # next publish opens a connection to the broker this test set (and the next test to its own).
+    # kombu also keeps them in its process-wide registries (kombu.pools): reset those too, or a later
+    # publish in this process draws from a pool closed here ("Acquire on closed pool").
     if app._pool is not None:
         app._pool.force_close_all()
     app._pool = None
     app.amqp._producer_pool = None
+    kombu_pools.reset()
 
 
 @contextmanager
