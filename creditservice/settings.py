@@ -306,6 +306,8 @@ BILLING_WINDOW_MINUTES = env.int("BILLING_WINDOW_MINUTES", default=60)
 GRACE_PERIOD_HOURS = env.int("GRACE_PERIOD_HOURS", default=24)
 USAGE_LATENESS_HOURS = env.int("USAGE_LATENESS_HOURS", default=48)
 PROMETHEUS_URL = env.str("PROMETHEUS_URL", default="")
+# Seconds for one query's whole answer, however the store sends it (twice this at worst: a read that
+# began just before the deadline); a slower answer is not used and the window is asked again later.
 PROMETHEUS_TIMEOUT_SECONDS = env.int("PROMETHEUS_TIMEOUT_SECONDS", default=10)
 # Usage collection: a window is queried once it ended this long ago (the last scrape is in), and
 # windows not collected are retried for this many hours back (older gaps are reported, not walked).

@@ -11,7 +11,9 @@ window and query. A window that was never collected is found by walking every wi
 look-back period, so none is skipped.
 """
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +21,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 from django.utils import timezone
 
@@ -44,6 +47,8 @@ _MAX_SAMPLE = {
 PROJECT_SLUG_MAX_LENGTH = Project._meta.get_field("slug").max_length
 # Errors kept on a window: enough to diagnose, bounded so a bad query cannot bloat the row.
 MAX_PROBLEMS_KEPT = 20
+# Bytes of one query's answer: about 100 per series, so room for 500,000 projects in one window.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class PrometheusError(Exception):
@@ -107,17 +112,22 @@ def prometheus_query(promql: str, at: datetime) -> list[Sample]:
     if not settings.PROMETHEUS_URL:
         raise PrometheusUnavailable("PROMETHEUS_URL is not set")
     url = settings.PROMETHEUS_URL.rstrip("/") + "/api/v1/query"
+    timeout = settings.PROMETHEUS_TIMEOUT_SECONDS
+    # requests' timeout bounds each connect and each read, not the answer: a store that trickles its
+    # answer would hold the collector as long as it likes. So the answer is read against a deadline of
+    # its own, and a bound on its size (the last read may take one more timeout: 2x at worst).
+    deadline = time.monotonic() + timeout
     try:
-        response = requests.get(
-            url, params={"query": promql, "time": f"{at.timestamp():.3f}"}, timeout=settings.PROMETHEUS_TIMEOUT_SECONDS
-        )
-    except requests.Timeout:
-        raise PrometheusUnavailable(f"no answer within {settings.PROMETHEUS_TIMEOUT_SECONDS} s")
-    except requests.RequestException as exc:
+        with requests.get(url, params={"query": promql, "time": f"{at.timestamp():.3f}"}, timeout=timeout,
+                          stream=True) as response:
+            content = _read_answer(response, deadline)
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
+        raise PrometheusUnavailable(f"no answer within {timeout} s")
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise PrometheusUnavailable(f"cannot reach the metrics store: {exc.__class__.__name__}")
     try:
-        body = response.json()
-    except ValueError:
+        body = json.loads(content)
+    except ValueError:  # UnicodeDecodeError is one
         raise PrometheusError(f"HTTP {response.status_code}: the answer is not JSON")
     if not isinstance(body, dict):
         raise PrometheusError("the answer is not a JSON object")
@@ -135,6 +145,20 @@ def prometheus_query(promql: str, at: datetime) -> list[Sample]:
             raise PrometheusError("a sample is not {metric: {...}, value: [time, \"number\"]}")
         samples.append(Sample(labels={str(k): str(v) for k, v in labels.items()}, value=value[1]))
     return samples
+
+
+def _read_answer(response: requests.Response, deadline: float) -> bytes:
+    """The body, read as it comes (read1: what one read returns, not a full buffer) until the deadline."""
+    content = bytearray()
+    while chunk := response.raw.read1(65536, decode_content=True):
+        content += chunk
+        if len(content) > MAX_ANSWER_BYTES:
+            raise PrometheusError(f"HTTP {response.status_code}: the answer is larger than {MAX_ANSWER_BYTES} bytes")
+        if time.monotonic() > deadline:
+            raise requests.Timeout()
+    if time.monotonic() > deadline:
+        raise requests.Timeout()
+    return bytes(content)
 
 
 def to_billing_quantity(value: str, result_unit: str) -> int:

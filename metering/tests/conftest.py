@@ -26,8 +26,8 @@ def fake_store(settings):
     """Start a FakeStore answering with respond(); settings point at it. Stopped after the test."""
     stores = []
 
-    def start(respond, delay: float = 0.0) -> prom.FakeStore:
-        store = prom.FakeStore(respond, delay=delay)
+    def start(respond, delay: float = 0.0, trickle: float = 0.0) -> prom.FakeStore:
+        store = prom.FakeStore(respond, delay=delay, trickle=trickle)
         stores.append(store)
         settings.PROMETHEUS_URL = store.url
         settings.BILLING_WINDOW_MINUTES = 15

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import parse_qs, urlparse
 
 # 15-minute windows from BASE (a window start); the tests set BILLING_WINDOW_MINUTES = 15.
 BASE = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
@@ -122,26 +123,42 @@ def start_prometheus(ready_timeout: float = 60) -> PrometheusServer:
 
 
 class FakeStore:
-    """A tiny HTTP server on loopback answering /api/v1/query with whatever a test needs."""
+    """A tiny HTTP server on loopback answering /api/v1/query with whatever a test needs.
 
-    def __init__(self, respond: Callable[[], tuple[int, bytes]], delay: float = 0.0):
+    delay: seconds before the answer starts. trickle: seconds between the bytes of the body, so that
+    every read gets something well within a socket timeout while the whole answer takes far longer.
+    respond() may also return None: the store closes the connection without answering.
+    """
+
+    def __init__(self, respond: Callable[[], tuple[int, bytes] | None], delay: float = 0.0, trickle: float = 0.0):
         self.requests = 0
+        self.queries: list[str] = []  # the `time` parameter of each query: which window was asked for
         store = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 store.requests += 1
+                store.queries.append(parse_qs(urlparse(self.path).query).get("time", [""])[0])
                 if delay:
                     time.sleep(delay)
-                status, body = respond()
+                answer = respond()
+                if answer is None:
+                    self.close_connection = True
+                    return
+                status, body = answer
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if not trickle:
+                        self.wfile.write(body)
+                    for i in range(len(body) if trickle else 0):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle)
                 except OSError:
-                    pass  # the client gave up (the timeout test)
+                    pass  # the client gave up (the timeout tests)
 
             def log_message(self, *args) -> None:
                 pass
