@@ -146,7 +146,7 @@ def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | 
                     reference=f"reservation:{reservation_id}", actor=actor, reason=f"{format_quantity(quantity)} {code}",
                 )
             elif held > 0:
-                ledger.release(wallet_id=wallet_id, amount=held)
+                ledger.release(wallet_id=wallet_id, amount=held, project_id=project_id_)
             _drop_quota_hold(project_id_, type_id, quantity, to_used=True, now=now)
     return row
 
@@ -213,7 +213,7 @@ def _refuse_ended(reservation: Reservation, now: datetime) -> dict:
 def _release_holds(row: tuple, now: datetime) -> None:
     project_id, type_id, quantity, held, _, _ = row
     if held > 0:
-        ledger.release(wallet_id=ledger.wallet_account_id(project_id), amount=held)
+        ledger.release(wallet_id=ledger.wallet_account_id(project_id), amount=held, project_id=project_id)
     _drop_quota_hold(project_id, type_id, quantity, to_used=False, now=now)
 
 

@@ -41,15 +41,17 @@ _TRANSFER = Transfer._meta.db_table
 # MAX_BALANCE_MICROS (money.py, 4 × 10^12 credits): a wallet's balance stays within ±MAX_BALANCE_MICROS.
 
 # Hooks that react to a wallet's funding, registered by higher apps (billing's lifecycle) so this
-# module never imports them. Funded: a transfer left available > 0 (a project in grace or suspended
-# for money is reactivated). Unfunded: a transfer out (a refund, a debit) left available <= 0 (an
-# active project goes into grace, as after a usage charge).
+# module never imports them. Funded: a transfer, or a hold given back (the unused part of a commit, a
+# release, an expiry), left available > 0 (a project in grace or suspended for money is reactivated).
+# Unfunded: a transfer out (a refund, a debit) left available <= 0 (an active project goes into grace,
+# as after a usage charge). The hooks re-read the project and its available balance as admission sees
+# it, so this module only decides when they may have something to do (see may_be_funded).
 _funded_hooks: list[Callable[[int], None]] = []
 _unfunded_hooks: list[Callable[[int], None]] = []
 
 
 def on_wallet_funded(hook: Callable[[int], None]) -> Callable[[int], None]:
-    """Register hook(project_id), called whenever a transfer leaves available > 0."""
+    """Register hook(project_id), called whenever a transfer or a hold given back may leave available > 0."""
     _funded_hooks.append(hook)
     return hook
 
@@ -72,6 +74,22 @@ def _run_hooks(hooks: list[Callable[[int], None]], project_id: int) -> None:
 
 def _run_funded_hooks(project_id: int) -> None:
     _run_hooks(_funded_hooks, project_id)
+
+
+def may_be_funded(*, balance: int, reserved: int, given_back: int) -> bool:
+    """Whether a change that gave `given_back` micro-credits back to the wallet's available balance (the
+    unused part of a hold) may have funded it, so the funded hooks must look.
+
+    Yes when it took the cached available from <= 0 to > 0; and yes while the cached available stays at
+    or below zero with holds left: a hold past its expiry counts in `reserved` until the expiry task
+    releases it, yet admission and every reader treat it as free already (wallets.selectors.
+    wallet_figures), so the wallet may be funded as they see it. A wallet funded before the change needs
+    nothing (its project is not in grace for money), which keeps the commit hot path free of the hooks.
+    """
+    if given_back <= 0:
+        return False
+    available = balance - reserved
+    return available - given_back <= 0 if available > 0 else reserved > 0
 
 
 @dataclass(frozen=True)
@@ -216,9 +234,12 @@ def transfer(
             # The hooks run in this transaction, after the wallet moved: the project's status changes
             # with the money, and a caller that answers from this transaction (the wallet API, whose
             # stored answer commits with the effect) shows the state after both.
-            if state.available > 0:
+            # Holds left in a wallet at or below zero may be past their expiry, so free for admission: the
+            # funded hooks look then too (see may_be_funded); each hook re-checks the available balance
+            # as admission sees it, so at most one of them acts.
+            if state.available > 0 or state.reserved > 0:
                 _run_hooks(_funded_hooks, project_id)
-            elif direction == "out":
+            if state.available <= 0 and direction == "out":
                 _run_hooks(_unfunded_hooks, project_id)
     except IntegrityError:
         # A concurrent request with the same key won the unique index; ours rolled back whole.
@@ -237,10 +258,16 @@ def hold(*, wallet_id: int, amount: int) -> WalletState | None:
     return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount)
 
 
-def release(*, wallet_id: int, amount: int) -> WalletState:
-    """reserved -= amount (a released or expired hold)."""
+def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> WalletState:
+    """reserved -= amount (a released or expired hold, or one committed for nothing). Like the unused part
+    of a commit, what it gives back may fund the wallet: the funded hooks run after the commit then
+    (project_id saves looking the project up for them)."""
     state = _apply_to_wallet(wallet_id, 0, require_available=None, release_hold=amount)
     assert state is not None
+    if _funded_hooks and may_be_funded(balance=state.balance, reserved=state.reserved, given_back=amount):
+        if project_id is None:
+            project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
+        transaction.on_commit(lambda: _run_funded_hooks(project_id))
     return state
 
 
@@ -277,8 +304,9 @@ def commit_hold(
     compare-and-set on its reservation, in the same transaction), so unlike transfer() there is no
     lookup of an earlier transfer first; a repeated idempotency_key fails on the unique index and rolls
     the caller's transaction back. Raw SQL, no model built: on PostgreSQL the UPDATE and the INSERT
-    are one statement. Must be called inside the caller's atomic block. The funded hooks run only if
-    the released remainder took available from <= 0 to > 0 (a charge never funds a wallet otherwise).
+    are one statement. Must be called inside the caller's atomic block. The funded hooks run after the
+    commit only if the released remainder may have funded the wallet (may_be_funded; a charge never
+    funds a wallet otherwise).
     """
     if not 0 < amount <= held:
         raise ValueError("a commit charges a positive amount of at most the held amount")
@@ -308,8 +336,7 @@ def commit_hold(
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [*params, balance, db_datetime(now)],
             )
-    available = balance - reserved
-    if available > 0 and available - (held - amount) <= 0 and _funded_hooks:
+    if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - amount):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
     return balance
 
@@ -349,8 +376,7 @@ def commit_hold_ctes(source: str, *, wallet: str, transfer: str, system_code: st
 
 def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int, charge: int) -> None:
     """Run the funded hooks as commit_hold() does, for a commit made through commit_hold_ctes()."""
-    available = balance - reserved
-    if available > 0 and available - (held - charge) <= 0 and _funded_hooks:
+    if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - charge):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
 
 

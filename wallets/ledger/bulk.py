@@ -113,11 +113,11 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
             # The balance bound, against constants (see ledger.balance_guard): a wallet it refuses is
             # not updated, and the batch fails below.
             "AND CASE WHEN t.delta > 0 THEN w.balance <= %s - t.delta ELSE w.balance >= %s - t.delta END "
-            "RETURNING w.project_id, w.id, w.balance, w.balance - w.reserved",
+            "RETURNING w.project_id, w.id, w.balance, w.balance - w.reserved, w.reserved",
             [pg_array(project_ids, quote=False), pg_array([deltas[p] for p in project_ids], quote=False),
              MAX_BALANCE_MICROS, -MAX_BALANCE_MICROS])
-        # project → (wallet id, balance after, available after)
-        wallet_of = {p: (w, b, a) for p, w, b, a in raw.fetchall()}
+        # project → (wallet id, balance after, available after, reserved)
+        wallet_of = {p: (w, b, a, r) for p, w, b, a, r in raw.fetchall()}
         if len(wallet_of) != len(project_ids):
             _raise_for_unmoved([p for p in project_ids if p not in wallet_of])
         # Balance before the batch = after - delta; each transfer's balance after follows in batch order.
@@ -146,8 +146,15 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
     ids = {**existing, **created}
     if len(ids) != len(keys):
         _raise_for_missing(transfers, ids)
-    funded = direction == "in"
-    return ids, [p for p, (_, _, available) in wallet_of.items() if (available > 0) == funded]
+    if direction == "in":
+        return ids, [p for p, (_, _, available, reserved) in wallet_of.items() if _may_be_funded(available, reserved)]
+    return ids, [p for p, (_, _, available, _) in wallet_of.items() if available <= 0]
+
+
+def _may_be_funded(available: int, reserved: int) -> bool:
+    """After credits came in: funded, or at or below zero with holds that may be past their expiry and so
+    free for admission (see ledger.may_be_funded); the funded hooks re-check."""
+    return available > 0 or reserved > 0
 
 
 def _check_deltas(deltas: dict[int, int]) -> None:
@@ -248,6 +255,8 @@ def _write_portable(*, transfers, keys, direction, system_id, kind, reason, acto
              for p in ordered])
         if cursor.rowcount != len(ordered):
             raise _balance_limit([])
-    funded = direction == "in"
-    crossed = sorted(p for p in deltas if (wallet_of[p][1] - wallet_of[p][2] > 0) == funded)
+    if direction == "in":
+        crossed = sorted(p for p in deltas if _may_be_funded(wallet_of[p][1] - wallet_of[p][2], wallet_of[p][2]))
+    else:
+        crossed = sorted(p for p in deltas if wallet_of[p][1] - wallet_of[p][2] <= 0)
     return {**existing, **created}, crossed
