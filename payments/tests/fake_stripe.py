@@ -112,6 +112,16 @@ class FakeStripe:
             self._server.server_close()
             self._server = None
 
+    def reset(self) -> None:
+        """Forget every session, key, request and delivery: for a test that rolls its database back
+        between examples, where our row ids (and so the Idempotency-Keys sent here) come round again."""
+        with self._lock:
+            self.requests.clear()
+            self.sessions.clear()
+            self.deliveries.clear()
+            self.fail_next.clear()
+            self._by_idempotency_key.clear()
+
     @property
     def base_url(self) -> str:
         assert self._server is not None, "start() the fake first"
