@@ -301,6 +301,17 @@ MIN_RUNTIME_HOURS = env.int("MIN_RUNTIME_HOURS", default=24)
 # short ones. Fewer round trips, but measured slower on a saturated 2-core box; see quotas/fastpath.py.
 ADMISSION_SINGLE_STATEMENT = env.bool("ADMISSION_SINGLE_STATEMENT", default=False)
 
+# --- Metrics (GET /metrics, creditservice/lib/metrics_exposition.py) ------------------------------
+# Set: a scrape must send `Authorization: Bearer <METRICS_TOKEN>` (else 401); empty: /metrics is open.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Dotted paths of prometheus_client collector classes, each instantiated for every scrape (gauges read
+# from the database, say); the web /metrics serves them with the counters.
+METRICS_SCRAPE_COLLECTORS = env.list("METRICS_SCRAPE_COLLECTORS", default=[])
+# A Celery worker on a host of its own serves its counters on this port (0: it does not; under
+# `make run` the web /metrics already shows them). Same token as the web's.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
+
 # --- Billing and lifecycle ----------------------------------------------------------------
 BILLING_WINDOW_MINUTES = env.int("BILLING_WINDOW_MINUTES", default=60)
 GRACE_PERIOD_HOURS = env.int("GRACE_PERIOD_HOURS", default=24)
