@@ -1,12 +1,16 @@
 """Quota limits, the release of quota usage, and budgets."""
 
+from datetime import datetime
+
 from django.db import connection
 from django.utils import timezone
 
 from creditservice.lib.errors import ValidationFailed
+from creditservice.lib.money import format_amount
 
+from ..errors import BudgetExceeded
 from ..models import Budget, Quota, ResourceType
-from ..selectors import db_datetime
+from ..selectors import budget_spend, db_datetime
 
 _QUOTA = Quota._meta.db_table
 
@@ -36,3 +40,21 @@ def budget_set(*, project_id: int, hard_limit: int | None, soft_limit: int | Non
     if soft_limit is not None and soft_limit > hard_limit:
         raise ValidationFailed({"soft_limit": ["must not exceed hard_limit"]})
     Budget.objects.update_or_create(project_id=project_id, defaults={"hard_limit": hard_limit, "soft_limit": soft_limit})
+
+
+def budget_refusal(*, project_id: int, wallet_id: int, amount: int, now: datetime, detail: str) -> BudgetExceeded | None:
+    """The refusal when this month's spend, counting `amount` already (a pending hold or a charge written
+    in the caller's transaction), is above the hard limit; None within it or without a budget.
+
+    Call under the wallet row lock, taken earlier in the same transaction: every change of a project's
+    spend (reserve, commit, usage charge, gateway charge) takes that lock, so the sum cannot go stale
+    before the caller commits."""
+    hard_limit = Budget.objects.filter(project_id=project_id).values_list("hard_limit", flat=True).first()
+    if hard_limit is None:
+        return None
+    charged, pending = budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
+    if charged + pending <= hard_limit:
+        return None
+    spent = charged + pending - amount
+    return BudgetExceeded(detail, limit=format_amount(hard_limit), spent=format_amount(spent),
+                          requested=format_amount(amount), available=format_amount(max(hard_limit - spent, 0)))

@@ -24,10 +24,11 @@ from wallets.idempotency import KeyReused
 from wallets.models import Account
 
 from .. import fastpath, selectors
-from ..errors import BudgetExceeded, ProjectSuspended, QuotaExceeded
-from ..models import Budget, Quota, Reservation
+from ..errors import ProjectSuspended, QuotaExceeded
+from ..models import Quota, Reservation
 from ..quantities import MAX_QUANTITY_MICROS, format_quantity
 from ..selectors import ProjectRef, db_datetime
+from .limits import budget_refusal
 from .settlement import _QUOTA, _RESERVATION, reservations_expire
 
 _DEFAULT = selectors._DEFAULT
@@ -259,19 +260,11 @@ def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity:
 
 
 def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime) -> None:
-    """Under the wallet row lock, taken earlier in this transaction: every change of this project's
-    spend (reserve, commit, usage charge) takes that lock, so the sum cannot go stale before commit."""
-    hard_limit = Budget.objects.filter(project_id=project_id).values_list("hard_limit", flat=True).first()
-    if hard_limit is None:
-        return
-    charged, pending = selectors.budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
-    if charged + pending > hard_limit:  # pending includes this reservation
-        spent = charged + pending - amount
-        raise _Refused(BudgetExceeded(
-            "this reservation would take the month's spend above the budget",
-            limit=format_amount(hard_limit), spent=format_amount(spent), requested=format_amount(amount),
-            available=format_amount(max(hard_limit - spent, 0)),
-        ), retry_after_expiry=True)
+    """Under the wallet row lock, taken earlier in this transaction (pending includes this reservation)."""
+    refusal = budget_refusal(project_id=project_id, wallet_id=wallet_id, amount=amount, now=now,
+                             detail="this reservation would take the month's spend above the budget")
+    if refusal is not None:
+        raise _Refused(refusal, retry_after_expiry=True)
 
 
 def _replay(scope: str, key: str, fingerprint: str) -> dict:

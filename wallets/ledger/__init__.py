@@ -271,6 +271,49 @@ def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> Wa
     return state
 
 
+def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str, idempotency_key: str,
+                     reason: str = "", reference: str = "", actor: str = "system") -> WalletState | None:
+    """Charge `amount` micro-credits wallet → revenue if the available balance covers it; None when it
+    does not (nothing written). The per-call charge of gateway admission: the conditional UPDATE locks
+    the wallet row, so concurrent charges are serialized and available never goes below zero.
+
+    Like commit_hold(): raw SQL, no model built, and no lookup of an earlier transfer (the caller has
+    made the charge exactly-once under its own unique key in the same transaction); one statement on
+    PostgreSQL. Must be called inside the caller's atomic block. A charge that leaves nothing available
+    runs the unfunded hooks in this transaction, as transfer() does.
+    """
+    if not 0 < amount <= MAX_AMOUNT_MICROS:
+        raise ValueError("a charge moves a positive amount of at most one amount's bound")
+    system_id = system_account_id(Account.System.REVENUE)
+    now = timezone.now()
+    params = [project_id, wallet_id, system_id, amount, Transfer.Kind(kind).value, reason, reference, idempotency_key,
+              "{}", actor]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH w AS (UPDATE {_WALLET} SET balance = balance - %s, updated_at = %s "
+                f"WHERE id = %s AND balance - reserved >= %s RETURNING balance, reserved) "
+                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
+                f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, w.balance, %s FROM w RETURNING wallet_balance_after, "
+                f"(SELECT reserved FROM w)",
+                [amount, now, wallet_id, amount, *params, now],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            state = WalletState(balance=row[0], reserved=row[1])
+        else:
+            state = _apply_to_wallet(wallet_id, -amount, require_available=amount, bounded=False)
+            if state is None:
+                return None
+            cursor.execute(
+                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [*params, state.balance, db_datetime(now)],
+            )
+    if state.available <= 0:
+        _run_hooks(_unfunded_hooks, project_id)
+    return state
+
 
 def _now():
     from django.utils import timezone
