@@ -2,7 +2,8 @@
 
 Keys are random (256 bits), so a fast SHA-256 is enough to store them safely; a password hasher
 would cost milliseconds on every request. Lookups are cached in process memory for
-API_KEY_CACHE_SECONDS, so a revoked key stops working within that many seconds.
+API_KEY_CACHE_SECONDS, so a revoked key stops working (and a changed rate limit applies) within that
+many seconds.
 """
 
 import hashlib
@@ -26,6 +27,8 @@ class ServicePrincipal:
     api_key_id: int
     project_id: int | None
     name: str
+    # The key's own rate limit ("" = API_RATE_LIMIT applies); cached with the key, read by wallets/throttling.py.
+    rate_limit: str = ""
 
     is_authenticated = True
     is_staff = False
@@ -66,8 +69,9 @@ def principal_for_key(raw_key: str) -> ServicePrincipal | None:
     cached = _cache.get(digest)
     if cached is not None and cached[0] > now:
         return cached[1]
-    row = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).values_list("id", "project_id", "name").first()
-    principal = ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2]) if row else None
+    row = (ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
+           .values_list("id", "project_id", "name", "rate_limit").first())
+    principal = ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2], rate_limit=row[3]) if row else None
     if len(_cache) > 10_000:
         _cache.clear()
     _cache[digest] = (now + settings.API_KEY_CACHE_SECONDS, principal)

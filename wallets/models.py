@@ -5,11 +5,13 @@ Only wallets/ledger.py writes balances or transfers.
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 
 from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_BALANCE_MICROS, MIN_BALANCE_MICROS, format_amount
+from creditservice.lib.rates import RateFormatError, validate_override
 
 
 class Project(models.Model):
@@ -186,6 +188,14 @@ class Transfer(models.Model):
         return self.amount if self.credit_account_id == account_id else -self.amount
 
 
+def validate_rate_limit(value: str) -> None:
+    """An API key's own rate limit: a rate (1200/minute), "unlimited", or blank for the default."""
+    try:
+        validate_override(value)
+    except RateFormatError as exc:
+        raise ValidationError(f"{exc}, or \"unlimited\", or blank for the service default") from None
+
+
 class ApiKey(models.Model):
     """A service credential. Only a SHA-256 of the key is stored; the key is shown once."""
 
@@ -198,6 +208,11 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    rate_limit = models.CharField(
+        max_length=32, blank=True, default="", validators=[validate_rate_limit],
+        help_text="Requests this key may make, e.g. 1200/minute (per second, minute, hour or day); "
+                  "\"unlimited\" for no limit; blank: the service default (API_RATE_LIMIT).",
+    )
 
     class Meta:
         verbose_name = "API key"
