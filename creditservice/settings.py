@@ -7,6 +7,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from creditservice.lib.rates import RateFormatError, parse_rate
 from creditservice.startup import SECRET_KEY_MISSING, database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -206,6 +207,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per API key (API_RATE_LIMIT, or the key's own rate_limit); runs after authentication and permissions.
+    "DEFAULT_THROTTLE_CLASSES": ["wallets.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # JSON only, bounded in size and depth, UTF-8, no key twice (creditservice/lib/json_parser.py).
     "DEFAULT_PARSER_CLASSES": ["creditservice.lib.json_parser.BoundedJSONParser"],
@@ -365,6 +368,29 @@ CHECKOUT_RETURN_ORIGINS = env.list("CHECKOUT_RETURN_ORIGINS", default=[])
 CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR = env.int("CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR", default=20)
 if CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR < 1:
     raise ImproperlyConfigured("CHECKOUT_SESSIONS_PER_PROJECT_PER_HOUR must be at least 1")
+
+# --- Rate limits (creditservice/lib/ratelimit.py): a fixed window per API key and per portal user ---
+# DRF's format, <count>/<second|minute|hour|day>; empty: no limit. An API key's own rate_limit (admin)
+# overrides API_RATE_LIMIT ("unlimited" exempts it). Over the limit: 429 rate_limited with Retry-After.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="")
+PORTAL_RATE_LIMIT = env.str("PORTAL_RATE_LIMIT", default="60/minute")
+for _name in ("API_RATE_LIMIT", "PORTAL_RATE_LIMIT"):
+    try:
+        parse_rate(globals()[_name])
+    except RateFormatError as _exc:
+        raise ImproperlyConfigured(f"{_name}: {_exc}, or leave it empty for no limit") from None
+# Counted in Redis, shared by every worker: RATE_LIMIT_REDIS_URL, else REDIS_URL, else the broker when it
+# is Redis. "memory://" (and the embedded default, no Redis) counts in each process's memory. A store
+# that does not answer within RATE_LIMIT_TIMEOUT_SECONDS lets the request through (fails open).
+RATE_LIMIT_REDIS_URL = env.str("RATE_LIMIT_REDIS_URL", default="") or env.str("REDIS_URL", default="") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if RATE_LIMIT_REDIS_URL == "memory://":
+    RATE_LIMIT_REDIS_URL = ""
+if RATE_LIMIT_REDIS_URL and not RATE_LIMIT_REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("RATE_LIMIT_REDIS_URL must be a redis://, rediss:// or unix:// URL, or memory://")
+RATE_LIMIT_TIMEOUT_SECONDS = env.float("RATE_LIMIT_TIMEOUT_SECONDS", default=0.1)
+if not 0 < RATE_LIMIT_TIMEOUT_SECONDS <= 5:
+    raise ImproperlyConfigured("RATE_LIMIT_TIMEOUT_SECONDS must be above 0 and at most 5 (a request may wait this long)")
 
 LOGGING = {
     "version": 1,
