@@ -21,6 +21,8 @@ def pytest_configure(config):
     settings.STRIPE_SECRET_KEY = ""
     settings.PROMETHEUS_URL = ""
     settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Rate limits count in process memory (reset for each test); the Redis store's tests point at Redis.
+    settings.RATE_LIMIT_REDIS_URL = ""
     # A transactional test's flush is DELETE FROM on SQLite, which transfers' append-only trigger refuses.
     from creditservice.testing.flush import let_test_flush_past_transfer_guard
 
@@ -112,8 +114,10 @@ def _no_network_call_inside_a_transaction(monkeypatch):
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Process caches (API keys, system account ids) must not leak between tests' databases."""
+    from creditservice.lib.ratelimit import limiter
     from wallets import auth, ledger
 
     auth.clear_key_cache()
     ledger._system_ids.clear()
+    limiter.reset()
     yield
