@@ -16,6 +16,7 @@ from wallets.models import Project
 from . import selectors
 from .charts import spend_chart
 from .forms import TopUpForm, new_form_token
+from .ratelimit import limit_writes_per_user
 
 TRANSFERS_PER_PAGE = 20
 
@@ -57,6 +58,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@limit_writes_per_user
 def topup(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_for_member(request.user, slug)
     limits = selectors.topup_limits()
