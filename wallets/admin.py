@@ -25,7 +25,7 @@ from creditservice.lib.errors import ApiError
 from creditservice.lib.money import MoneyError, format_amount, parse_amount
 
 from . import access, services
-from .auth import api_key_create, clear_key_cache
+from .auth import api_key_create, api_key_set_rate_limit, clear_key_cache
 from .lifecycle import staff_suspension
 from .models import Account, ApiKey, IdempotencyRecord, LedgerCheck, Membership, Project, Transfer
 from .selectors import WalletFigures, wallet_figures, wallet_figures_of
@@ -275,12 +275,12 @@ class TransferAdmin(ReadOnlyAdmin):
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["name", "project"]
+        fields = ["name", "project", "rate_limit"]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "project", "created_at", "revoked_at"]
+    list_display = ["name", "prefix", "project", "rate_limit", "created_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
     raw_id_fields = ["project"]
@@ -296,8 +296,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
+            # Only the rate limit is editable on an existing key (get_readonly_fields).
+            if "rate_limit" in form.changed_data:
+                api_key_set_rate_limit(api_key=obj, rate_limit=form.cleaned_data["rate_limit"])
             return
-        created, raw_key = api_key_create(name=obj.name, project=obj.project)
+        created, raw_key = api_key_create(name=obj.name, project=obj.project, rate_limit=obj.rate_limit)
         obj.pk = created.pk
         # Kept on this object for response_add only: never stored, never put in a message (the messages
         # cookie is signed, not encrypted) or in the session.

@@ -15,7 +15,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from .models import ApiKey, Project
+from .models import ApiKey, Project, validate_rate_limit
 
 KEY_PREFIX = "cs_"
 
@@ -53,11 +53,22 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-def api_key_create(*, name: str, project: Project | None = None) -> tuple[ApiKey, str]:
+def api_key_create(*, name: str, project: Project | None = None, rate_limit: str = "") -> tuple[ApiKey, str]:
     """A new key; the raw key is returned once and never stored."""
+    validate_rate_limit(rate_limit)
     raw_key = KEY_PREFIX + secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(name=name, project=project, prefix=raw_key[:10], key_hash=hash_key(raw_key))
+    api_key = ApiKey.objects.create(name=name, project=project, prefix=raw_key[:10], key_hash=hash_key(raw_key),
+                                    rate_limit=rate_limit)
     return api_key, raw_key
+
+
+def api_key_set_rate_limit(*, api_key: ApiKey, rate_limit: str) -> None:
+    """The key's own rate limit ("" = API_RATE_LIMIT, "unlimited"); other web workers apply it within
+    API_KEY_CACHE_SECONDS, when their cached copy of the key runs out."""
+    validate_rate_limit(rate_limit)
+    api_key.rate_limit = rate_limit
+    api_key.save(update_fields=["rate_limit"])
+    clear_key_cache()
 
 
 _cache: dict[str, tuple[float, ServicePrincipal | None]] = {}
