@@ -25,6 +25,7 @@ import urllib3
 from django.conf import settings
 from django.utils import timezone
 
+from creditservice.lib.metrics import USAGE_SAMPLES_REFUSED, USAGE_WINDOWS
 from creditservice.lib.money import MAX_QUANTITY_MICROS, MICROS_PER_UNIT, format_micros, measured_to_micros
 from creditservice.lib.text import TextError, clean_text
 from quotas.models import ResourceType
@@ -199,6 +200,16 @@ def collect_window(*, metric_query: MetricQuery, window_start: datetime, now: da
     """
     if window_start_of(window_start) != window_start:
         raise ValueError(f"{window_start.isoformat()} is not the start of a window")
+    outcome = _collect_window_recorded(metric_query=metric_query, window_start=window_start, now=now)
+    # Counted here, once per window attempt, after its record (or its failure) was written.
+    USAGE_WINDOWS.labels(result="collected" if outcome.collected else "failed").inc()
+    if outcome.series_refused:
+        USAGE_SAMPLES_REFUSED.inc(outcome.series_refused)
+    return outcome
+
+
+def _collect_window_recorded(*, metric_query: MetricQuery, window_start: datetime,
+                             now: datetime | None) -> WindowOutcome:
     length = window_length()
     window_end = window_start + length
     code = metric_query.resource_type.code

@@ -15,6 +15,7 @@ database still refuse a value, the batch is stored event by event and only that 
 """
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from creditservice.lib.metrics import INGESTED_EVENTS
 from creditservice.lib.money import MAX_QUANTITY_MICROS, MoneyError, format_micros
 from creditservice.lib.text import TextError, clean_text
 from quotas.models import ResourceType
@@ -209,8 +211,14 @@ def usage_events_ingest(*, events: list[Any], allowed_project_id: int | None, no
         # A second copy in the batch is a duplicate of the first, or rejected with it.
         first = result.results[batch[key].index]
         result.results[index] = {**first} if first["status"] == "rejected" else {"id": key[1], "status": "duplicate"}
+    by_label: Counter[tuple[str, str]] = Counter()
     for entry in result.results:
         setattr(result, entry["status"], getattr(result, entry["status"]) + 1)
+        by_label[entry["status"], entry.get("reason", "")] += 1
+    # One increment per (result, reason) of the batch, not per event: this is the hot path. The
+    # reasons are the closed set of Reason codes.
+    for (status, reason), count in by_label.items():
+        INGESTED_EVENTS.labels(result=status, reason=reason).inc(count)
     return result
 
 

@@ -7,6 +7,7 @@ services, which are safe to run twice; so a redelivery of a failed or interrupte
 """
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from creditservice.lib.metrics import STRIPE_WEBHOOK_EVENTS
 from creditservice.lib.text import TextError, clean_text, storable_json
 
 from . import services, stripe_client
@@ -44,6 +46,52 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 
 class InvalidEvent(Exception):
     """Not a verified Stripe event: answered 400, nothing stored."""
+
+
+class ProcessingFailed(Exception):
+    """A stored event could not be applied for an unexpected reason: answered 500, so Stripe redelivers."""
+
+
+# Stripe's event types are dotted lower-case names ("checkout.session.completed"), the longest near 60
+# characters. A label value is a series of its own, so anything else is "other".
+_EVENT_TYPE_LABEL = re.compile(r"\A[a-z0-9_]+(?:\.[a-z0-9_]+){1,5}\Z")
+EVENT_TYPE_LABEL_MAX = 80
+
+
+def event_type_label(event_type: object) -> str:
+    """The event's type as the metric's `type` label: bounded, so no payload can make series up."""
+    if isinstance(event_type, str) and len(event_type) <= EVENT_TYPE_LABEL_MAX and _EVENT_TYPE_LABEL.match(event_type):
+        return event_type
+    return "other"
+
+
+def _count_delivery(event_type: object, result: str) -> None:
+    STRIPE_WEBHOOK_EVENTS.labels(type=event_type_label(event_type), result=result).inc()
+
+
+def stripe_webhook_handle(*, payload: bytes, signature: str | None) -> tuple[StripeEvent, bool]:
+    """One delivery from Stripe: verify and store it, then apply it unless an earlier delivery did.
+
+    Returns (event, created). Each delivery is counted once in STRIPE_WEBHOOK_EVENTS by its result
+    (invalid_signature, duplicate, processed, ignored, failed), after its writes committed. Raises
+    InvalidEvent (nothing stored) or ProcessingFailed (stored as failed).
+    """
+    try:
+        event, created = stripe_event_receive(payload=payload, signature=signature)
+    except InvalidEvent:
+        # Unverified: its type is whatever the sender wrote, so it never names a series.
+        _count_delivery(None, "invalid_signature")
+        raise
+    if not created and not needs_processing(event):
+        _count_delivery(event.type, "duplicate")
+        return event, created
+    try:
+        event = stripe_event_process(event=event)
+    except Exception as exc:
+        _count_delivery(event.type, StripeEvent.Status.FAILED)
+        raise ProcessingFailed(str(exc)) from exc
+    _count_delivery(event.type, event.status)
+    return event, created
 
 
 def stripe_event_receive(*, payload: bytes, signature: str | None) -> tuple[StripeEvent, bool]:

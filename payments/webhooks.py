@@ -21,17 +21,14 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         # Unverifiable: refuse with a retriable status so Stripe redelivers once the secret is set.
         return json_error(503, "billing_disabled", "STRIPE_WEBHOOK_SECRET is not configured")
     try:
-        event, created = events.stripe_event_receive(
+        event, created = events.stripe_webhook_handle(
             payload=request.body, signature=request.headers.get("Stripe-Signature"),
         )
     except events.InvalidEvent as exc:
         log.warning("Stripe webhook refused: %s", exc)
         return json_error(400, "invalid_signature", str(exc))
-    if created or events.needs_processing(event):
-        try:
-            event = events.stripe_event_process(event=event)
-        except Exception:
-            # Stored as failed; a 5xx makes Stripe deliver it again, and the admin can reprocess it.
-            return json_error(500, "processing_failed", "the event was stored and will be retried")
+    except events.ProcessingFailed:
+        # Stored as failed; a 5xx makes Stripe deliver it again, and the admin can reprocess it.
+        return json_error(500, "processing_failed", "the event was stored and will be retried")
     return JsonResponse({"received": True, "id": event.stripe_event_id, "status": event.status,
                          "duplicate": not created})

@@ -21,14 +21,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from creditservice.lib import metrics
 from creditservice.lib.enqueue import enqueue
+from creditservice.lib.money import MICROS_PER_CREDIT
 from creditservice.lib.queries import fetch_rows
 from metering import windows
 from metering.models import UsageRecord
 
 from ..models import BillingChunk, BillingRun, OwedCharge
 from . import owed
-from .charging import charge_chunk
+from .charging import ChunkResult, charge_chunk
 from .lifecycle import projects_enter_grace_if_unfunded
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,24 @@ def _late_usage_since(run: BillingRun) -> datetime:
     return max(previous - LATE_USAGE_MARGIN, floor) if previous else floor
 
 
+def _count_charged(result: ChunkResult) -> None:
+    """What a chunk or an owed retry charged, once its charges committed. Counters only go up, so a
+    chunk whose late reversals outweigh its charges (net credits below zero) adds no credits."""
+    metrics.BILLING_PROJECTS.inc(len(result.projects))
+    metrics.BILLING_CHARGES.inc(result.charges)
+    # Micro-credits → credits for graphs: the one place billing hands an amount to a float.
+    metrics.BILLING_CREDITS_CHARGED.inc(max(result.credits, 0) / MICROS_PER_CREDIT)
+
+
+def _count_run_finished(*, state: str, started_at: datetime | None, finished_at: datetime, owed_count: int = 0) -> None:
+    """A run attempt's final state (succeeded, partial, failed), after the transaction that decided it."""
+    metrics.BILLING_RUNS.labels(state=state).inc()
+    if started_at is not None:
+        metrics.BILLING_RUN_DURATION.observe(max((finished_at - started_at).total_seconds(), 0.0))
+    if owed_count:
+        metrics.BILLING_FAILURES.inc(owed_count)
+
+
 def billing_run_plan(*, run: BillingRun) -> int:
     """Split the attempt's projects with usage to charge into chunks of BILLING_CHUNK_SIZE. Returns the count."""
     since = _late_usage_since(run)
@@ -159,6 +179,7 @@ def billing_chunk_process(*, chunk: BillingChunk, run: BillingRun) -> BillingChu
         chunk.status = ChunkStatus.DONE
         chunk.charges_created, chunk.credits_charged = result.charges, result.credits
         chunk.projects_charged, chunk.failures = len(result.projects), result.failures
+        _count_charged(result)
         try:
             projects_enter_grace_if_unfunded(project_ids=result.maybe_unfunded)
         except Exception:  # charges are committed; the lifecycle sweep catches these projects up
@@ -212,19 +233,24 @@ def billing_run_finish_if_done(*, run_id: int, attempt: int) -> bool:
         owed.owed_charges_settle_covered(run=run, late_usage_since=run.late_usage_since, owed=owed_now, now=now)
         owed.owed_charges_record(run=run, owed=owed_now, late_usage_since=run.late_usage_since, now=now)
         still_owed = OwedCharge.objects.filter(run_id=run_id, status=OwedCharge.Status.OWED).exists()
+        state = Status.PARTIAL if still_owed else Status.SUCCEEDED
         BillingRun.objects.filter(id=run_id).update(
-            status=Status.PARTIAL if still_owed else Status.SUCCEEDED, finished_at=now, failures=failures[:1000],
+            status=state, finished_at=now, failures=failures[:1000],
             error="\n".join(errors)[:4000],
             charges_created=(totals["charges"] or 0) + (retried["charges"] or 0),
             credits_charged=(totals["credits"] or 0) + (retried["credits"] or 0),
             projects_charged=totals["projects"] or 0,
         )
+    _count_run_finished(state=state, started_at=run.started_at, finished_at=now, owed_count=len(owed_now))
     return True
 
 
 def billing_run_fail(*, run_id: int, attempt: int, error: str) -> None:
-    BillingRun.objects.filter(id=run_id, attempt=attempt, status=Status.RUNNING).update(
-        status=Status.FAILED, finished_at=timezone.now(), error=error[:4000])
+    now = timezone.now()
+    if BillingRun.objects.filter(id=run_id, attempt=attempt, status=Status.RUNNING).update(
+            status=Status.FAILED, finished_at=now, error=error[:4000]):
+        started_at = BillingRun.objects.filter(id=run_id).values_list("started_at", flat=True).first()
+        _count_run_finished(state=Status.FAILED, started_at=started_at, finished_at=now)
 
 
 def billing_run_execute(*, window_start: datetime, trigger: str = "", parallel: bool = False,
@@ -322,6 +348,7 @@ def billing_owed_retry(*, owed_id: int, now: datetime | None = None, force: bool
         log.exception("retry of owed billing %s failed", row.id)
         return owed.owed_charge_record_retry(row=row, charges=0, credits=0, failures=[], now=now,
                                              error=f"{type(exc).__name__}: {exc}"[:2000])
+    _count_charged(result)
     try:
         projects_enter_grace_if_unfunded(project_ids=result.maybe_unfunded)
     except Exception:  # charges are committed; the lifecycle sweep catches these projects up

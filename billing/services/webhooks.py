@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from creditservice.lib.enqueue import enqueue
+from creditservice.lib.metrics import OUTBOUND_WEBHOOK_DELIVERIES
 from wallets.models import Project
 
 from ..models import WebhookDelivery, WebhookEndpoint
@@ -89,6 +90,14 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=settings.OUTBOUND_WEBHOOK_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
 
 
+# A delivery's status after an attempt → the attempt's result in OUTBOUND_WEBHOOK_DELIVERIES.
+_ATTEMPT_RESULT = {
+    WebhookDelivery.Status.DELIVERED: "delivered",
+    WebhookDelivery.Status.RETRYING: "failed",  # retried after the back-off
+    WebhookDelivery.Status.FAILED: "gave_up",  # OUTBOUND_WEBHOOK_MAX_ATTEMPTS reached
+}
+
+
 def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     """Send one due delivery once. Claimed by compare-and-set so a task and the sweep never both send."""
     now = timezone.now()
@@ -135,6 +144,7 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
         delivery.status = WebhookDelivery.Status.RETRYING
         delivery.next_attempt_at = timezone.now() + backoff(delivery.attempts)
     delivery.save(update_fields=["response_code", "last_error", "status", "delivered_at", "next_attempt_at"])
+    OUTBOUND_WEBHOOK_DELIVERIES.labels(result=_ATTEMPT_RESULT[delivery.status]).inc()
     if delivery.status == WebhookDelivery.Status.RETRYING and not settings.CELERY_TASK_ALWAYS_EAGER:
         from ..tasks import webhook_delivery_attempt as task
 
