@@ -6,7 +6,12 @@ from typing import Any
 
 from celery import Celery, signals
 
-from creditservice.startup import check_database, exit_on_config_error
+# First: a worker's metrics storage is chosen when prometheus_client is first imported.
+from creditservice import celery_metrics
+
+celery_metrics.use_multiprocess_dir()
+
+from creditservice.startup import check_database, exit_on_config_error  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "creditservice.settings")
 

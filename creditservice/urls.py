@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from creditservice.lib.metrics_exposition import metrics_view
 from creditservice.lib.routes import api_catch_all, api_path
 from wallets.api import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Prometheus scrapes: plain Django (no API key, not in the schema); METRICS_TOKEN guards it.
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     api_path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     api_path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -22,7 +22,7 @@ from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
 from wallets.auth import ServicePrincipal
 
-from . import selectors, services
+from . import metrics, selectors, services
 from .models import Reservation, ResourceType
 from .selectors import ProjectRef
 from .serializers import (
@@ -113,8 +113,10 @@ class AdmissionCheckView(APIView):
         """Would this reservation be admitted now? Writes nothing."""
         data, project, type_id, amount = _admission_input(request, AdmissionSerializer)
         resource_type = ResourceType.objects.get(id=type_id)
-        return Response(selectors.admission_check(project=project, resource_type=resource_type,
-                                                  quantity=data["quantity"], amount=amount, now=timezone.now()))
+        decision = selectors.admission_check(project=project, resource_type=resource_type,
+                                             quantity=data["quantity"], amount=amount, now=timezone.now())
+        metrics.admission_checked(decision["reason"])
+        return Response(decision)
 
 
 class ReservationCreateView(APIView):

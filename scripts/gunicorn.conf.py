@@ -2,6 +2,11 @@
 
 import multiprocessing
 import os
+from pathlib import Path
+
+# The workers' metrics: files in one directory, summed by whichever worker serves /metrics
+# (creditservice/lib/metrics_exposition.py). Set before the workers import prometheus_client.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "metrics" / "web"))
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
@@ -13,8 +18,18 @@ timeout = 30
 
 
 def on_starting(server) -> None:
-    # In the master, before any worker forks: a configuration mistake (no SECRET_KEY, a bad or
-    # unreachable DATABASE_URL) is one line and exit 2, instead of every worker failing to boot.
+    # In the master, before any worker forks: the last run's metrics go (their pids are gone), and a
+    # configuration mistake (no SECRET_KEY, a bad or unreachable DATABASE_URL) is one line and exit 2,
+    # instead of every worker failing to boot.
+    from creditservice.lib.metrics_dir import multiprocess_dir_reset
     from creditservice.startup import run_checked
 
+    multiprocess_dir_reset(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     run_checked(lambda: None, database=True)
+
+
+def child_exit(server, worker) -> None:
+    # A worker's counts stay in its files (counters never go down); its live gauges must not.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

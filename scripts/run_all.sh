@@ -7,6 +7,10 @@ export PORT
 # The worker and beat create a file here when they are up (creditservice/celery.py).
 export CREDITSERVICE_READY_DIR=var/run
 mkdir -p "$CREDITSERVICE_READY_DIR" && rm -f "$CREDITSERVICE_READY_DIR/worker" "$CREDITSERVICE_READY_DIR/beat"
+# The three write their metrics to one directory, so the web /metrics shows the worker's and beat's
+# counters too (creditservice/lib/metrics_exposition.py); emptied of the last run's files first.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics/run}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 trap 'trap - INT TERM EXIT; kill 0 2>/dev/null; wait' INT TERM EXIT
 $PY -m celery -A creditservice worker --loglevel=INFO --concurrency=1 --pool=solo &
 $PY -m celery -A creditservice beat --loglevel=INFO &

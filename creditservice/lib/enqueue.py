@@ -16,6 +16,8 @@ from typing import Any
 from celery import Task
 from django.db import transaction
 
+from .metrics import BROKER_ERRORS
+
 log = logging.getLogger(__name__)
 
 _failures_lock = threading.Lock()
@@ -48,6 +50,7 @@ def _count_failure() -> None:
     global _failures
     with _failures_lock:
         _failures += 1
+    BROKER_ERRORS.inc()
 
 
 def enqueue_failures() -> int:

@@ -9,6 +9,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from .metrics import DATABASE_ERRORS
+
 
 class ApiError(Exception):
     """A refusal the caller can act on. Raise it from services; the API renders it."""
@@ -137,6 +139,7 @@ def database_unavailable_response(exc: Exception) -> Response:
     # A connection that died with its backend is dropped by Django's atomic() when its rollback fails, and
     # otherwise by the health check (CONN_HEALTH_CHECKS) before the next request uses it.
     log.error("database failure during an API request; answered 503", exc_info=exc)
+    DATABASE_ERRORS.inc()
     error = DatabaseUnavailable("the database could not complete this request; retry it with the same "
                                 "Idempotency-Key, which never repeats an effect")
     response = Response(error.as_body(), status=error.status_code)

@@ -23,7 +23,7 @@ from wallets import ledger
 from wallets.idempotency import KeyReused
 from wallets.models import Account
 
-from .. import fastpath, selectors
+from .. import fastpath, metrics, selectors
 from ..errors import ProjectSuspended, QuotaExceeded
 from ..models import Quota, Reservation
 from ..quantities import MAX_QUANTITY_MICROS, format_quantity
@@ -170,10 +170,12 @@ def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], q
         except _Refused as refusal:
             if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=project.id, now=now):
                 continue
+            metrics.admission_refused(refusal.error.code)
             raise refusal.error from None
         break
     if reservation_id is None:
         return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
+    metrics.reservation_created()
     body = selectors.reservation_body(
         id=reservation_id, project=project.slug, resource_type=type_code, quantity=quantity, amount=amount,
         status=Reservation.Status.PENDING, expires_at=expires_at, committed_amount=None, created_at=now,
@@ -222,8 +224,10 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
         except _Refused as refusal:
             if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=done.project_id, now=now):
                 continue
+            metrics.admission_refused(refusal.error.code)
             raise refusal.error from None
         break
+    metrics.reservation_created()
     body = selectors.reservation_body(
         id=done.reservation_id, project=done.slug, resource_type=type_code, quantity=quantity, amount=done.amount,
         status=Reservation.Status.PENDING, expires_at=expires_at, committed_amount=None, created_at=now,

@@ -14,7 +14,7 @@ from creditservice.lib.retry import retry_transaction
 from wallets import ledger
 from wallets.models import Account, Transfer
 
-from .. import fastpath, selectors
+from .. import fastpath, metrics, selectors
 from ..errors import ReservationEnded
 from ..models import Quota, Reservation
 from ..quantities import format_quantity
@@ -113,6 +113,7 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
         done = fastpath.commit(reservation_id=reservation_id, amount=amount, scope_project_id=project_id, actor=actor,
                                now=now)
         if done is not None:
+            metrics.reservation_ended("committed")
             return selectors.reservation_body(
                 id=reservation_id, project=done.slug, resource_type=done.resource_type, quantity=done.quantity,
                 amount=done.held, status=Reservation.Status.COMMITTED, expires_at=done.expires_at,
@@ -122,6 +123,7 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     else:
         row = _commit_in_steps(reservation_id, amount, project_id, actor, now)
     if row is not None:
+        metrics.reservation_ended("committed")
         project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
         return selectors.reservation_body(
             id=reservation_id, project=slug, resource_type=code, quantity=quantity, amount=held,
@@ -192,6 +194,7 @@ def reservation_release(*, reservation_id: int, project_id: int | None = None, n
             if row is not None:
                 _release_holds(row, now)
         if row is not None:
+            metrics.reservation_ended("released")
             reservation.status, reservation.ended_at = Reservation.Status.RELEASED, now
             return selectors.body_of(reservation, now)
         reservation = _current(reservation_id, project_id, now)
@@ -225,6 +228,8 @@ def reservation_expire(*, reservation_id: int, now: datetime | None = None) -> b
         row = _end(reservation_id, Reservation.Status.EXPIRED, now, overdue=True)
         if row is not None:
             _release_holds(row, now)
+    if row is not None:
+        metrics.reservation_ended("expired")
     return row is not None
 
 
