@@ -79,6 +79,8 @@ INSTALLED_APPS = [
     # Dependencies point one way: portal -> billing -> metering -> quotas -> wallets; payments -> wallets.
     "wallets",
     "quotas",
+    # Gateway admission (per-call metering at the edge): above quotas, beside metering.
+    "gateway",
     "metering",
     "billing",
     "payments",
@@ -303,6 +305,9 @@ MIN_RUNTIME_HOURS = env.int("MIN_RUNTIME_HOURS", default=24)
 # PostgreSQL only: reserve and commit as one statement each (quotas/fastpath.py) instead of several
 # short ones. Fewer round trips, but measured slower on a saturated 2-core box; see quotas/fastpath.py.
 ADMISSION_SINGLE_STATEMENT = env.bool("ADMISSION_SINGLE_STATEMENT", default=False)
+# Gateway admission: each web worker caches the metered routes this many seconds (a route added or
+# changed in the admin or the API is in force within that time on every worker).
+GATEWAY_ROUTE_CACHE_SECONDS = env.int("GATEWAY_ROUTE_CACHE_SECONDS", default=5)
 
 # --- Metrics (GET /metrics, creditservice/lib/metrics_exposition.py) ------------------------------
 # Set: a scrape must send `Authorization: Bearer <METRICS_TOKEN>` (else 401); empty: /metrics is open.

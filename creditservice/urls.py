@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from creditservice.lib.metrics_exposition import metrics_view
 from creditservice.lib.routes import api_catch_all, api_path
+from gateway.urls import authorize_urlpatterns as gateway_authorize_urls
 from wallets.api import healthz
 
 urlpatterns = [
@@ -17,6 +18,8 @@ urlpatterns = [
     path("api/v1/", include("quotas.urls")),
     path("api/v1/", include("metering.urls")),
     path("api/v1/", include("billing.urls")),
+    path("api/v1/", include("gateway.urls")),
+    path("gateway/", include(gateway_authorize_urls)),
     path("", include("payments.urls")),
     path("portal/", include("portal.urls")),
     path("accounts/", include("django.contrib.auth.urls")),

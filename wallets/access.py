@@ -7,7 +7,8 @@ operation the caller may not perform on a project it sees is a 403 forbidden.
 Who may do what:
 - A platform API key (no project): every operation below, on every project.
 - A project-scoped API key: its own project only, and only the operations marked `project_keys`
-  (reserve, commit, release, report usage); the others are refused (403).
+  (reserve, commit, release, report usage); the others are refused (403). Gateway admission
+  (GET /gateway/authorize) takes a project key only: it charges the key's own project.
 - A staff user: the operations whose Django model permissions the user holds, the same permissions
   the admin checks (a superuser holds them all). `is_staff` alone grants nothing: a view-only staff
   account reads (with wallets.view_project it sees every project) and changes nothing.
@@ -49,6 +50,8 @@ BUDGET_SET = Operation("set or remove a budget", ("quotas.change_budget",))
 RESERVATION_CREATE = Operation("reserve credits and quota", ("quotas.add_reservation",), project_keys=True)
 RESERVATION_SETTLE = Operation("commit or release a reservation", ("quotas.change_reservation",), project_keys=True)
 USAGE_REPORT = Operation("report usage", ("metering.add_usageevent",), project_keys=True)
+GATEWAY_ROUTES_READ = Operation("list metered gateway routes", ("gateway.view_meteredroute",))
+GATEWAY_ROUTE_CREATE = Operation("add a metered gateway route", ("gateway.add_meteredroute",))
 
 # Staff operations of the admin (actions and custom views); no API key ever reaches them.
 PROJECT_SUSPEND = Operation("suspend a project or lift its suspension", ("wallets.suspend_project",))
