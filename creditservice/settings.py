@@ -314,7 +314,9 @@ GATEWAY_ROUTE_CACHE_SECONDS = env.int("GATEWAY_ROUTE_CACHE_SECONDS", default=5)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Dotted paths of prometheus_client collector classes, each instantiated for every scrape (gauges read
 # from the database, say); the web /metrics serves them with the counters.
-METRICS_SCRAPE_COLLECTORS = env.list("METRICS_SCRAPE_COLLECTORS", default=[])
+# The default: the database's gauges for alerting (creditservice/state_metrics.py).
+METRICS_SCRAPE_COLLECTORS = env.list(
+    "METRICS_SCRAPE_COLLECTORS", default=["creditservice.state_metrics.StateCollector"])
 # A Celery worker on a host of its own serves its counters on this port (0: it does not; under
 # `make run` the web /metrics already shows them). Same token as the web's.
 METRICS_PORT = env.int("METRICS_PORT", default=0)
