@@ -45,13 +45,14 @@ DESCRIPTIONS: dict[int, str] = {
     415: "unsupported_media_type: send the body as JSON with 'Content-Type: application/json'.",
     422: "Well formed, but past a documented bound (limit_exceeded, amount_limit_exceeded, balance_limit_exceeded) "
          "or an Idempotency-Key reused with another body (idempotency_key_reused).",
-    429: "rate_limited: too many requests of this kind for now; retry after Retry-After seconds.",
+    429: "rate_limited: this API key is over its rate limit, or too many requests of this kind for now; retry "
+         "after Retry-After seconds.",
     503: "unavailable: the database or the payment provider could not complete it; retry it (with the same "
          "Idempotency-Key: it never repeats an effect).",
 }
 # Every operation: its input can be invalid, its caller unauthenticated or not allowed, its object absent,
-# and the database can fail under it.
-STANDARD = (400, 401, 403, 404, 503)
+# its API key over its rate limit (API_RATE_LIMIT, wallets/throttling.py), and the database can fail under it.
+STANDARD = (400, 401, 403, 404, 429, 503)
 WITH_BODY = (413, 415)
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}}}
 
