@@ -26,6 +26,11 @@ def load_settings_or_exit(**kwargs: Any) -> None:
         from django.conf import settings
 
         settings.INSTALLED_APPS  # noqa: B018  (loads the settings)
+        # One log line and count per task run: task_log's signal receivers, connected by the import.
+        # Imported once the settings are loaded, as the metrics must be (PROMETHEUS_MULTIPROC_DIR).
+        from creditservice.lib import task_log
+
+        task_log.use_django_logging_when_json(settings)
 
 
 @signals.import_modules.connect(sender=app)

@@ -2,15 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from creditservice.lib.health import healthz, readyz
 from creditservice.lib.metrics_exposition import metrics_view
 from creditservice.lib.routes import api_catch_all, api_path
 from gateway.urls import authorize_urlpatterns as gateway_authorize_urls
-from wallets.api import healthz
 
 urlpatterns = [
+    # Probes: liveness (no I/O) and readiness (database, migrations, broker); see creditservice/lib/health.py.
     path("healthz", healthz, name="healthz"),
     # Prometheus scrapes: plain Django (no API key, not in the schema); METRICS_TOKEN guards it.
     path("metrics", metrics_view, name="metrics"),
+    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
     api_path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     api_path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

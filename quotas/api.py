@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from creditservice.lib import log_context
 from creditservice.lib.errors import NotFound, ValidationFailed
 from creditservice.lib.pagination import IdCursorPagination
 from creditservice.lib.schema import errors
@@ -64,6 +65,7 @@ RESERVATION_SCHEMA = inline_serializer("Reservation", {
 
 def _project(request: Request, slug: str) -> ProjectRef:
     """The project if the caller may see it, else 404 (its existence is not revealed)."""
+    log_context.note_project(slug)  # the request's log line names the project it asked for
     user = request.user
     if isinstance(user, ServicePrincipal):
         project = selectors.project_ref(slug=slug)
@@ -126,6 +128,7 @@ class ReservationCreateView(APIView):
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
         data = parse_reservation(request.data)
+        log_context.note_project(data["project"])
         key = idempotency.require_key(request)
         type_id = _resource_type_id(data["resource_type"])
         user = request.user

@@ -21,6 +21,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from rest_framework.request import Request
 
+from creditservice.lib import log_context
 from creditservice.lib.errors import Forbidden, NotFound
 
 from .auth import ServicePrincipal
@@ -107,6 +108,7 @@ def visible_projects(request: Request) -> QuerySet[Project]:
 
 
 def project_for_caller(request: Request, slug: str) -> Project:
+    log_context.note_project(slug)  # the request's log line names the project it asked for
     project = visible_projects(request).filter(slug=slug).first()
     if project is None:
         raise NotFound(f"no project {slug!r}")
@@ -115,6 +117,7 @@ def project_for_caller(request: Request, slug: str) -> Project:
 
 def project_id_for_caller(request: Request, slug: str) -> int:
     """The project's id only, without building a model: for the admission hot path."""
+    log_context.note_project(slug)
     user = request.user
     if isinstance(user, ServicePrincipal) and user.is_platform:
         project_id = Project.objects.filter(slug=slug).values_list("id", flat=True).first()

@@ -1,6 +1,5 @@
 """Service API of the ledger core: thin views over access, selectors and services."""
 
-from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -40,11 +39,6 @@ TRANSFER_SCHEMA = inline_serializer("Transfer", {
     "reference": serializers.CharField(), "created_at": serializers.DateTimeField(),
 })
 WALLET_MOVEMENT_SCHEMA = inline_serializer("WalletMovement", {**WALLET_FIELDS, "transfer": TRANSFER_SCHEMA})
-
-
-def healthz(request) -> JsonResponse:
-    """Liveness only: answers without touching the database."""
-    return JsonResponse({"status": "ok"})
 
 
 def validated(serializer_class, data) -> dict:

@@ -7,6 +7,8 @@ from django.core.handlers.wsgi import WSGIHandler
 
 # Bearer-key calls carry no cookies that matter: no session, no CSRF token, no flash messages, no frames.
 SERVICE_MIDDLEWARE = [
+    # Request id, duration, metrics and the log line, as in settings.MIDDLEWARE.
+    "creditservice.lib.request_log.RequestObservationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "creditservice.lib.paths.ApiPathGuardMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -31,6 +31,7 @@ A, B, NOBODY = "acme", "globex", "no-such-project"
 # Routes that hold no tenant's data, and why.
 NOT_A_TENANTS = {
     "healthz": "liveness only",
+    "readyz": "readiness: the service's own dependencies, no tenant's data",
     "schema": "the API's description",
     "api-docs": "the API's description",
     "stripe-webhook": "authenticated by Stripe's signature; the event names its own top-up",
