@@ -88,6 +88,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id, the request's duration, its metrics and its log line (also in the lean
+    # stack of creditservice/lib/lean_handler.py).
+    "creditservice.lib.request_log.RequestObservationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "creditservice.lib.paths.ApiPathGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -399,11 +402,22 @@ RATE_LIMIT_TIMEOUT_SECONDS = env.float("RATE_LIMIT_TIMEOUT_SECONDS", default=0.1
 if not 0 < RATE_LIMIT_TIMEOUT_SECONDS <= 5:
     raise ImproperlyConfigured("RATE_LIMIT_TIMEOUT_SECONDS must be above 0 and at most 5 (a request may wait this long)")
 
+# --- Logs: console (readable lines) or json (one JSON object per line, creditservice/lib/log_format.py) ---
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+if LOG_FORMAT not in ("console", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be console or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "creditservice.lib.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The stripe library logs every API call it makes at INFO.
+        "stripe": {"level": env.str("STRIPE_LOG_LEVEL", default="WARNING")},
+    },
 }
