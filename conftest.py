@@ -55,8 +55,10 @@ def pytest_collection_modifyitems(config, items):
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL or start it on 127.0.0.1:5432")
     skip_redis = pytest.mark.skip(reason="needs Redis at 127.0.0.1:6379 (or CELERY_BROKER_URL)")
     # System programs the suite drives for real; `make test` installs them from Debian's packages.
-    programs = {"prometheus": ["prometheus", "promtool"], "browser": ["chromium"]}
-    missing = {marker: [p for p in names if not shutil.which(p)] for marker, names in programs.items()}
+    programs = {"prometheus": ["prometheus", "promtool"], "browser": ["chromium"], "nginx": ["nginx"]}
+    # nginx is in /usr/sbin, which a non-root PATH may leave out.
+    missing = {marker: [p for p in names if not shutil.which(p) and not shutil.which(p, path="/usr/sbin:/sbin")]
+               for marker, names in programs.items()}
     for item in items:
         marker = item.get_closest_marker("django_db")
         if marker is None and {"live_server", "transactional_db"} & set(getattr(item, "fixturenames", ())):
