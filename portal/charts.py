@@ -41,6 +41,7 @@ class SpendChart:
     ticks: list[Tick]
     total: int
     peak: DailySpend | None
+    verb: str = "spent"  # what the credits were: "spent" from a wallet, "charged" by billing
     width: int = WIDTH
     height: int = HEIGHT
     plot_left: int = PLOT_LEFT
@@ -57,7 +58,7 @@ class SpendChart:
 
     @property
     def summary(self) -> str:
-        text = (f"{format_amount(self.total)} credits spent from {self.first_day:%b %-d} "
+        text = (f"{format_amount(self.total)} credits {self.verb} from {self.first_day:%b %-d} "
                 f"to {self.last_day:%b %-d}.")
         if self.peak is not None:
             text += f" Highest day: {self.peak.day:%b %-d} with {format_amount(self.peak.amount)} credits."
@@ -77,7 +78,7 @@ def _scale_top(peak: int) -> int:
         step *= 10
 
 
-def spend_chart(days: list[DailySpend]) -> SpendChart:
+def spend_chart(days: list[DailySpend], *, verb: str = "spent") -> SpendChart:
     peak = max(days, key=lambda d: d.amount) if days else None
     if peak is not None and peak.amount == 0:
         peak = None
@@ -95,4 +96,4 @@ def spend_chart(days: list[DailySpend]) -> SpendChart:
     levels = [0, top // 2, top] if top % 2 == 0 else [0, top]
     ticks = [Tick(y=round(HEIGHT - PLOT_BOTTOM - plot_height * level / top, 2), label=format_amount(level))
              for level in levels]
-    return SpendChart(bars=bars, ticks=ticks, total=sum(d.amount for d in days), peak=peak)
+    return SpendChart(bars=bars, ticks=ticks, total=sum(d.amount for d in days), peak=peak, verb=verb)

@@ -98,10 +98,7 @@ def daily_spend(project: Project, *, days: int = SPEND_CHART_DAYS, today: date |
     Spend is every transfer out of the wallet (usage, reservations, debits, refunds), so the chart
     shows what the balance actually lost each day.
     """
-    today = today or timezone.now().astimezone(UTC).date()
-    first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
-    end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    first, start, end = last_utc_days(days=days, today=today)
     rows = (
         Transfer.objects.filter(project=project, debit_account_id=project.wallet.id,
                                 created_at__gte=start, created_at__lt=end)
@@ -109,7 +106,19 @@ def daily_spend(project: Project, *, days: int = SPEND_CHART_DAYS, today: date |
         .values("day")
         .annotate(total=Sum("amount"))
     )
-    totals = {row["day"]: row["total"] for row in rows}
+    return daily_series({row["day"]: row["total"] for row in rows}, first=first, days=days)
+
+
+def last_utc_days(*, days: int, today: date | None = None) -> tuple[date, datetime, datetime]:
+    """(first day, its UTC midnight, the UTC midnight after today) of the `days` UTC days ending today."""
+    today = today or timezone.now().astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    return (first, datetime.combine(first, datetime.min.time(), tzinfo=UTC),
+            datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC))
+
+
+def daily_series(totals: dict[date, int], *, first: date, days: int) -> list[DailySpend]:
+    """One DailySpend per day from first on, a day without a total at zero, so a chart has no gaps."""
     return [DailySpend(day=first + timedelta(days=i), amount=totals.get(first + timedelta(days=i), 0))
             for i in range(days)]
 

@@ -52,6 +52,12 @@ def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -
             for w in wallets}
 
 
+def wallets_balance_total() -> int:
+    """Micro-credits held by all wallets: the sum of the balances wallet_figures shows (the cached balance;
+    an overdue hold changes reserved, never balance), in one aggregate, however many projects."""
+    return Account.objects.filter(kind=Account.Kind.WALLET).aggregate(total=Sum("balance"))["total"] or 0
+
+
 def wallet_figures_of(wallet: Account, *, now: datetime | None = None) -> WalletFigures:
     return wallet_figures([wallet], now=now)[wallet.project_id]
 
