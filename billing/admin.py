@@ -6,18 +6,19 @@ from datetime import UTC
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet, URLField
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from creditservice.lib.admin import ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.admin import CREDITS, QUANTITY, RATE, ReadOnlyAdmin
 from creditservice.lib.enqueue import enqueue
-from creditservice.lib.money import format_amount, format_micros, format_rate
 from metering import windows
+from quotas.models import ResourceType
 from wallets import access
+from wallets.models import Project
 
 from .models import BillingChunk, BillingRun, Charge, OwedCharge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
 from .services import billing_owed_retry, billing_run_execute, webhook_deliveries_redeliver
@@ -37,6 +38,25 @@ class RunBillingForm(forms.Form):
         return value
 
 
+def failures_table(failures: list[dict]) -> str:
+    """A run's or an owed charge's failures ([{project_id, resource_type_id, window_start, reason}]) as a table
+    of project, resource type and error, instead of their JSON."""
+    if not failures:
+        return "none"
+    projects = Project.objects.in_bulk({failure.get("project_id") for failure in failures} - {None})
+    types = ResourceType.objects.in_bulk({failure.get("resource_type_id") for failure in failures} - {None})
+
+    def name(rows: dict, key, attribute: str) -> str:
+        row = rows.get(key)
+        return getattr(row, attribute) if row is not None else ("-" if key is None else f"#{key}")
+
+    rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+        (name(projects, failure.get("project_id"), "slug"), name(types, failure.get("resource_type_id"), "code"),
+         failure.get("window_start") or "-", failure.get("reason", "")) for failure in failures))
+    return format_html("<table><thead><tr><th>project</th><th>resource type</th><th>window</th><th>error</th></tr>"
+                       "</thead><tbody>{}</tbody></table>", rows)
+
+
 class BillingChunkInline(admin.TabularInline):
     model = BillingChunk
     extra = 0
@@ -51,22 +71,24 @@ class BillingChunkInline(admin.TabularInline):
 
 @admin.register(BillingRun)
 class BillingRunAdmin(ReadOnlyAdmin):
-    list_display = ["window_start", "status", "attempt", "projects_charged", "charges_created", "credits", "failure_count",
-                    "owed_link", "duration", "trigger", "charges_link"]
+    fixed_point_fields = {"credits_charged": CREDITS}
+    list_display = ["window_start", "status", "attempt", "projects_charged", "charges_created", "credits_charged",
+                    "failure_count", "owed_link", "duration", "trigger", "charges_link"]
     list_filter = ["status"]
     date_hierarchy = "window_start"
     inlines = [BillingChunkInline]
     actions = ["rerun_windows"]
-    readonly_fields = ["charges_link", "owed_link"]
+    readonly_fields = ["charges_link", "owed_link", "failure_table"]
+    exclude = ["failures"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BillingRun]:
         # One query for the page's owed counts, not one per row.
         return super().get_queryset(request).annotate(
             owed_count=Count("owed_charges", filter=Q(owed_charges__status=OwedCharge.Status.OWED)))
 
-    @admin.display(description="credits charged")
-    def credits(self, obj: BillingRun) -> str:
-        return format_amount(obj.credits_charged)
+    @admin.display(description="failures (last attempt)")
+    def failure_table(self, obj: BillingRun) -> str:
+        return failures_table(obj.failures)
 
     @admin.display(description="failures (last attempt)")
     def failure_count(self, obj: BillingRun) -> int:
@@ -156,8 +178,11 @@ class PastCapFilter(admin.SimpleListFilter):
 class OwedChargeAdmin(ReadOnlyAdmin):
     """What billing runs still owe (and what they owed): retried by the hourly beat with back-off."""
 
+    fixed_point_fields = {"credits_charged": CREDITS}
     list_display = ["created_at", "window", "projects", "status", "attempts", "past_cap", "next_retry_at",
                     "last_attempt_at", "error", "charges_created"]
+    readonly_fields = ["failure_table"]
+    exclude = ["failures"]
     list_filter = ["status", PastCapFilter, "run__window_start"]
     search_fields = ["project__slug"]
     raw_id_fields = ["run", "project"]
@@ -183,6 +208,10 @@ class OwedChargeAdmin(ReadOnlyAdmin):
     def error(self, obj: OwedCharge) -> str:
         return obj.last_error[:200]
 
+    @admin.display(description="failures")
+    def failure_table(self, obj: OwedCharge) -> str:
+        return failures_table(obj.failures)
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.OWED_RETRY)
 
@@ -198,29 +227,15 @@ class OwedChargeAdmin(ReadOnlyAdmin):
 
 @admin.register(Charge)
 class ChargeAdmin(ReadOnlyAdmin):
-    list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity_display", "unit",
-                    "rate_display", "credits", "run"]
+    fixed_point_fields = {"quantity": QUANTITY, "window_quantity": QUANTITY, "previously_charged_quantity": QUANTITY,
+                          "rate": RATE, "amount": CREDITS}
+    list_display = ["idempotency_key", "project", "resource_type", "window_start", "kind", "quantity", "unit",
+                    "rate", "amount", "run"]
     list_filter = ["kind", "resource_type", "window_start"]
     search_fields = ["idempotency_key", "project__slug"]
     raw_id_fields = ["project", "resource_type", "price", "transfer", "run"]
     list_select_related = ["project", "resource_type", "run"]
     show_full_result_count = False
-    # The detail page shows quantities and the rate as decimals, not as micro-units and pico-credits.
-    fields = ["idempotency_key", "project", "resource_type", "window_start", "window_end", "kind", "quantity_display",
-              "unit", "window_quantity_display", "previously_charged_display", "price", "rate_display",
-              "price_breakdown", "credits", "transfer", "run", "usage_record_ids", "created_at"]
-    readonly_fields = ["quantity_display", "window_quantity_display", "previously_charged_display", "rate_display",
-                       "credits"]
-
-    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
-    window_quantity_display = fixed_point_column("window_quantity", "window quantity", format_micros)
-    previously_charged_display = fixed_point_column("previously_charged_quantity", "previously charged quantity",
-                                                    format_micros)
-    rate_display = fixed_point_column("rate", "rate (credits per unit)", format_rate)
-
-    @admin.display(description="amount (credits)")
-    def credits(self, obj: Charge) -> str:
-        return format_amount(obj.amount)
 
 
 @admin.register(ProjectStatusChange)
@@ -233,19 +248,37 @@ class ProjectStatusChangeAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class WebhookEndpointForm(forms.ModelForm):
+    # A receiver's URL typed without a scheme is taken as https (Django 6's default, said now).
+    url = forms.URLField(max_length=WebhookEndpoint._meta.get_field("url").max_length, assume_scheme="https")
+    # Ticked from the events we send, not typed as JSON: a typo would be an event that never comes.
+    event_types = forms.TypedMultipleChoiceField(
+        choices=WebhookEndpoint.Event.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event, including ones added later.")
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["url", "project", "enabled", "event_types", "description"]
+
+    def clean_event_types(self) -> list[str]:
+        # Stored in the order of the choices, so the same selection is always the same JSON.
+        chosen = set(self.cleaned_data["event_types"])
+        return [value for value, _ in WebhookEndpoint.Event.choices if value in chosen]
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     """The signing secret is made with the endpoint and shown on the page that answers its creation; it is
     never typed in a form. Later only staff who may change endpoints read it (to set up a receiver): a
     view-only user sees it masked, since the secret lets anyone forge our deliveries."""
 
-    list_display = ["url", "project", "enabled", "event_types", "created_at"]
+    form = WebhookEndpointForm
+    list_display = ["url", "project", "enabled", "events", "created_at"]
     list_filter = ["enabled"]
+    list_select_related = ["project"]
     raw_id_fields = ["project"]
     fields = ["url", "project", "enabled", "event_types", "description"]
     readonly_fields = ["secret", "masked_secret"]
-    # A receiver's URL typed without a scheme is taken as https (Django 6's default, said now).
-    formfield_overrides = {URLField: {"assume_scheme": "https"}}
 
     def has_secret_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.WEBHOOK_SECRET_READ)
@@ -254,6 +287,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if obj is None:
             return list(self.fields)
         return [*self.fields, "secret" if self.has_secret_permission(request) else "masked_secret"]
+
+    @admin.display(description="event types")
+    def events(self, obj: WebhookEndpoint) -> str:
+        return ", ".join(obj.event_types) or "every event"
 
     @admin.display(description="signing secret")
     def masked_secret(self, obj: WebhookEndpoint) -> str:
@@ -269,13 +306,19 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "event_type", "endpoint", "status", "attempts", "response_code", "next_attempt_at",
-                    "last_error"]
+    list_display = ["created_at", "event_type", "project", "endpoint", "status", "attempts", "response_code",
+                    "next_attempt_at", "last_error"]
     list_filter = ["status", "event_type"]
-    list_select_related = ["endpoint"]
+    # The endpoint's own project names it in the endpoint column.
+    list_select_related = ["endpoint__project"]
     raw_id_fields = ["endpoint"]
     actions = ["redeliver"]
     show_full_result_count = False
+
+    @admin.display(description="project")
+    def project(self, obj: WebhookDelivery) -> str:
+        """The project the event is about (a platform endpoint gets every project's events)."""
+        return (obj.payload.get("data") or {}).get("project") or "-"
 
     def has_redeliver_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.WEBHOOK_REDELIVER)

@@ -8,9 +8,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from creditservice.lib.admin import FixedPointInput, ReadOnlyAdmin, fixed_point_column
+from creditservice.lib.admin import QUANTITY, RATE, ReadableAdmin, ReadOnlyAdmin, register_constraint_messages
 from creditservice.lib.enqueue import enqueue_on_commit
-from creditservice.lib.money import format_micros, format_rate, parse_rate
+from creditservice.lib.money import format_rate
 from quotas.models import ResourceType
 from wallets import access
 
@@ -18,10 +18,18 @@ from . import services, tasks
 from .models import MAX_PRICE_PER_SECOND_PICOS, CollectionWindow, MetricQuery, Price, UsageEvent, UsageRecord
 from .pricing import price_per_matches_metering
 
+register_constraint_messages({
+    "price_not_negative": "A price must not be negative.",
+    "price_within_bound": "The price is above the largest rate (10^6 credits per unit or unit-hour, that / 3600 "
+                          "per unit-second).",
+    "price_period_forward": "A price version must end after it starts.",
+    "price_one_open_version": "Another version of this price is still open-ended: add the new version after it.",
+})
+
 
 class PriceVersionForm(forms.ModelForm):
     # Typed in credits with up to 12 places ("0.04"), stored as pico-credits.
-    unit_price = FixedPointInput(parse=parse_rate, show=format_rate)
+    unit_price = RATE.input()
 
     class Meta:
         model = Price
@@ -57,16 +65,15 @@ class PriceVersionForm(forms.ModelForm):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(ReadableAdmin, admin.ModelAdmin):
     """Adding a price adds a version (the service closes the previous one); versions are read-only."""
 
     form = PriceVersionForm
-    list_display = ["resource_type", "unit_price_display", "per", "effective_from", "effective_to", "created_by"]
+    fixed_point_fields = {"unit_price": RATE}
+    list_display = ["resource_type", "unit_price", "per", "effective_from", "effective_to", "created_by"]
     list_filter = ["resource_type", "per"]
     list_select_related = ["resource_type"]
     ordering = ["resource_type__code", "-effective_from"]
-
-    unit_price_display = fixed_point_column("unit_price", "unit price (credits)", format_rate)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict:
         return {**super().get_changeform_initial_data(request), "effective_from": timezone.now()}
@@ -111,7 +118,8 @@ class MetricQueryAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ["project", "resource_type", "window_start", "window_end", "quantity_display", "source", "updated_at"]
+    fixed_point_fields = {"quantity": QUANTITY}
+    list_display = ["project", "resource_type", "window_start", "window_end", "quantity", "source", "updated_at"]
     list_filter = ["source", "resource_type"]
     search_fields = ["project__slug"]
     date_hierarchy = "window_start"
@@ -119,27 +127,21 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     list_select_related = ["project", "resource_type"]
     show_full_result_count = False
     ordering = ["-window_start", "project_id"]
-    # The detail page too shows the quantity as a decimal, not as micro-units.
-    fields = ["project", "resource_type", "window_start", "window_end", "quantity_display", "source",
-              "source_reference", "created_at", "updated_at"]
-    readonly_fields = ["quantity_display"]
-
-    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
+    fields = ["project", "resource_type", "window_start", "window_end", "quantity", "source", "source_reference",
+              "created_at", "updated_at"]
 
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "project", "resource_type", "quantity_display", "timestamp", "window_start", "received_at"]
+    fixed_point_fields = {"quantity": QUANTITY}
+    list_display = ["event_id", "project", "resource_type", "quantity", "timestamp", "window_start", "received_at"]
     list_filter = ["resource_type"]
     search_fields = ["event_id", "project__slug"]
     raw_id_fields = ["project"]
     list_select_related = ["project", "resource_type"]
     show_full_result_count = False
     ordering = ["-received_at"]
-    fields = ["project", "event_id", "resource_type", "quantity_display", "timestamp", "window_start", "received_at"]
-    readonly_fields = ["quantity_display"]
-
-    quantity_display = fixed_point_column("quantity", "quantity", format_micros)
+    fields = ["project", "event_id", "resource_type", "quantity", "timestamp", "window_start", "received_at"]
 
 
 @admin.register(CollectionWindow)

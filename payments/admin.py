@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from creditservice.lib.admin import ReadOnlyAdmin
-from creditservice.lib.money import format_amount, format_currency_minor
+from creditservice.lib.admin import CREDITS, ReadOnlyAdmin
+from creditservice.lib.money import format_currency_minor
 from wallets import access
 
 from . import events
@@ -18,25 +18,25 @@ class _ReadOnlyAdmin(ReadOnlyAdmin):
 
 @admin.register(CheckoutSession)
 class CheckoutSessionAdmin(_ReadOnlyAdmin):
-    list_display = ["id", "project", "stripe_session_id", "credits", "money", "status", "disputed", "transfer",
-                    "refunded", "created_by", "created_at", "funded_at"]
+    fixed_point_fields = {"amount": CREDITS, "refunded_amount": CREDITS}
+    list_display = ["id", "project", "stripe_session_id", "amount", "money", "status", "disputed", "transfer",
+                    "refunded_amount", "created_by", "created_at", "funded_at"]
     list_filter = ["status", "disputed", "currency"]
     search_fields = ["stripe_session_id", "stripe_payment_intent_id", "project__slug"]
     list_select_related = ["project", "transfer"]
     raw_id_fields = ["project", "transfer"]
     date_hierarchy = "created_at"
-
-    @admin.display(description="credits")
-    def credits(self, obj: CheckoutSession) -> str:
-        return format_amount(obj.amount)
+    # Money in the currency's minor units (cents) reads as the currency amount ("25.00 USD").
+    exclude = ["currency_amount", "refunded_currency_amount"]
+    readonly_fields = ["money", "refunded_money"]
 
     @admin.display(description="charged")
     def money(self, obj: CheckoutSession) -> str:
         return f"{format_currency_minor(obj.currency_amount, obj.currency)} {obj.currency.upper()}"
 
-    @admin.display(description="refunded credits")
-    def refunded(self, obj: CheckoutSession) -> str:
-        return format_amount(obj.refunded_amount)
+    @admin.display(description="refunded money")
+    def refunded_money(self, obj: CheckoutSession) -> str:
+        return f"{format_currency_minor(obj.refunded_currency_amount, obj.currency)} {obj.currency.upper()}"
 
 
 @admin.register(StripeEvent)

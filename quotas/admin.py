@@ -11,39 +11,41 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from creditservice.lib.admin import FixedPointInput, fixed_point_column
-from creditservice.lib.money import format_amount, parse_amount
+from creditservice.lib.admin import CREDITS, QUANTITY, ReadableAdmin, ReadOnlyAdmin, register_constraint_messages
 from wallets import access
-from wallets.admin import ProjectAdmin, ReadOnlyAdmin
+from wallets.admin import ProjectAdmin
 from wallets.models import Project
 
 from . import selectors, services
 from .errors import ReservationEnded
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
-from .quantities import format_quantity, parse_quantity
 
-
-def _quantity_input(**kwargs) -> FixedPointInput:
-    """A limit typed as a decimal of the type's unit ("2.5"), stored as micro-units."""
-    return FixedPointInput(parse=lambda text: parse_quantity(text, allow_zero=True), show=format_quantity, **kwargs)
-
-
-def _credits_input(**kwargs) -> FixedPointInput:
-    """Credits typed as a decimal ("12.5"), stored as micro-credits."""
-    return FixedPointInput(parse=lambda text: parse_amount(text, allow_zero=True), show=format_amount, **kwargs)
+register_constraint_messages({
+    "budget_hard_limit_not_negative": "The hard limit must not be negative.",
+    "budget_hard_limit_within_bound": "The hard limit is above the largest amount (10^12 credits).",
+    "budget_soft_limit_within_hard": "The soft limit must not be negative nor exceed the hard limit.",
+    "quota_limit_not_negative": "A quota limit must not be negative.",
+    "quota_limit_within_bound": "A quota limit is at most 10^12 units.",
+    "quota_default_limit_not_negative": "A default limit must not be negative.",
+    "quota_default_limit_within_bound": "A default limit is at most 10^12 units.",
+    "quota_used_and_reserved_within_bound": "Used and reserved must stay within 10^12 units.",
+    "quota_used_plus_reserved_within_bound": "Used plus reserved must stay within 10^12 units.",
+})
 
 
 class QuotaDefaultForm(forms.ModelForm):
-    limit = _quantity_input(help_text="In the type's unit, a decimal with at most 6 places.")
+    # Limits are typed as decimals of the type's unit ("2.5") and stored as micro-units.
+    limit = QUANTITY.input(help_text="In the type's unit, a decimal with at most 6 places.")
 
     class Meta:
         model = QuotaDefault
         fields = ["limit"]
 
 
-class QuotaDefaultInline(admin.TabularInline):
+class QuotaDefaultInline(ReadableAdmin, admin.TabularInline):
     model = QuotaDefault
     form = QuotaDefaultForm
+    fixed_point_fields = {"limit": QUANTITY}
     extra = 0
     max_num = 1
     verbose_name = "default limit for projects without their own quota"
@@ -85,30 +87,28 @@ class ResourceTypeAdmin(admin.ModelAdmin):
 
 
 class QuotaForm(forms.ModelForm):
-    limit = _quantity_input(required=False, help_text="Empty: no limit (usage is still tracked).")
+    limit = QUANTITY.input(required=False, help_text="Empty: no limit (usage is still tracked).")
 
     class Meta:
         model = Quota
         fields = ["resource_type", "limit"]
 
 
-class QuotaInline(admin.TabularInline):
+class QuotaInline(ReadableAdmin, admin.TabularInline):
     model = Quota
     form = QuotaForm
+    fixed_point_fields = {"limit": QUANTITY, "used": QUANTITY, "reserved": QUANTITY}
     extra = 0
-    fields = ["resource_type", "limit", "used_display", "reserved_display", "updated_at"]
+    fields = ["resource_type", "limit", "used", "reserved", "updated_at"]
     # used and reserved are moved only by reservations and releases (quotas/services). A row is
     # never deleted, since pending holds point at it: an empty limit means "no limit".
     can_delete = False
-    readonly_fields = ["used_display", "reserved_display", "updated_at"]
-
-    used_display = fixed_point_column("used", "used", format_quantity)
-    reserved_display = fixed_point_column("reserved", "reserved", format_quantity)
+    readonly_fields = ["used", "reserved", "updated_at"]
 
 
 class BudgetForm(forms.ModelForm):
-    hard_limit = _credits_input(help_text="Credits per calendar month (UTC).")
-    soft_limit = _credits_input(required=False, help_text="Alert threshold in credits; nothing is refused at it.")
+    hard_limit = CREDITS.input(help_text="Credits per calendar month (UTC).")
+    soft_limit = CREDITS.input(required=False, help_text="Alert threshold in credits; nothing is refused at it.")
 
     class Meta:
         model = Budget
@@ -121,9 +121,10 @@ class BudgetForm(forms.ModelForm):
         return data
 
 
-class BudgetInline(admin.StackedInline):
+class BudgetInline(ReadableAdmin, admin.StackedInline):
     model = Budget
     form = BudgetForm
+    fixed_point_fields = {"hard_limit": CREDITS, "soft_limit": CREDITS}
     extra = 0
     max_num = 1
     can_delete = True
@@ -146,8 +147,9 @@ class ProjectWithAdmissionAdmin(ProjectAdmin):
 
 @admin.register(Reservation)
 class ReservationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "project", "resource_type", "quantity_display", "amount_display", "status", "expires_at",
-                    "committed_display", "created_at"]
+    fixed_point_fields = {"quantity": QUANTITY, "amount": CREDITS, "committed_amount": CREDITS}
+    list_display = ["id", "project", "resource_type", "quantity", "amount", "status", "expires_at",
+                    "committed_amount", "created_at"]
     list_filter = ["status", "resource_type", ("project", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["project__slug", "idempotency_key"]
     list_select_related = ["project", "resource_type"]
@@ -155,22 +157,8 @@ class ReservationAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     date_hierarchy = "created_at"
     actions = ["release"]
-    fields = ["project", "resource_type", "quantity_display", "amount_display", "status", "expires_at",
-              "committed_display", "idempotency_scope", "idempotency_key", "request_fingerprint", "actor",
-              "created_at", "ended_at"]
-    readonly_fields = ["quantity_display", "amount_display", "committed_display"]
-
-    @admin.display(description="quantity")
-    def quantity_display(self, obj: Reservation) -> str:
-        return format_quantity(obj.quantity)
-
-    @admin.display(description="held")
-    def amount_display(self, obj: Reservation) -> str:
-        return format_amount(obj.amount)
-
-    @admin.display(description="committed")
-    def committed_display(self, obj: Reservation) -> str:
-        return format_amount(obj.committed_amount) if obj.committed_amount is not None else "-"
+    fields = ["project", "resource_type", "quantity", "amount", "status", "expires_at", "committed_amount",
+              "idempotency_scope", "idempotency_key", "request_fingerprint", "actor", "created_at", "ended_at"]
 
     def has_release_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.RESERVATION_SETTLE)

@@ -37,7 +37,7 @@ def test_staff_who_may_change_endpoints_read_the_secret_and_never_type_it(client
 def test_a_new_endpoints_secret_is_shown_on_the_answering_page(client):
     client.force_login(_staff("add_webhookendpoint", "view_webhookendpoint"))
     response = client.post("/admin/billing/webhookendpoint/add/", {
-        "url": "https://hooks.example.com/new", "enabled": "on", "event_types": "[]", "description": "",
+        "url": "https://hooks.example.com/new", "enabled": "on", "description": "",
     })
     assert response.status_code == 200, response.content.decode()[:2000]
     endpoint = WebhookEndpoint.objects.get(url="https://hooks.example.com/new")
