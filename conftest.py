@@ -115,11 +115,10 @@ def _no_network_call_inside_a_transaction(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
-    """Process caches (API keys, system account ids) must not leak between tests' databases."""
+    """Process caches (system account ids, rate-limit counts) must not leak between tests' databases."""
     from creditservice.lib.ratelimit import limiter
-    from wallets import auth, ledger
+    from wallets import ledger
 
-    auth.clear_key_cache()
     ledger._system_ids.clear()
     limiter.reset()
     yield

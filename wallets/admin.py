@@ -20,15 +20,22 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from creditservice.lib.admin import ReadOnlyAdmin
+from creditservice.lib.admin import CREDITS, ReadOnlyAdmin, register_constraint_messages
 from creditservice.lib.errors import ApiError
 from creditservice.lib.money import MoneyError, format_amount, parse_amount
 
 from . import access, services
-from .auth import api_key_create, api_key_set_rate_limit, clear_key_cache
+from .auth import api_key_create, api_key_revoke, api_key_set_rate_limit
 from .lifecycle import staff_suspension
 from .models import Account, ApiKey, IdempotencyRecord, LedgerCheck, Membership, Project, Transfer
 from .selectors import WalletFigures, wallet_figures, wallet_figures_of
+
+register_constraint_messages({
+    "project_staff_suspension_shape": "A staff suspension needs a reason, and a reason needs a staff suspension.",
+    "account_balance_within_bounds": "That would take the balance outside its bounds.",
+    "transfer_amount_positive": "An amount must be greater than zero.",
+    "transfer_amount_within_bound": "An amount is at most 10^12 credits.",
+})
 
 
 class MembershipInline(admin.TabularInline):
@@ -226,6 +233,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
+    fixed_point_fields = {"balance": CREDITS, "reserved": CREDITS}
     list_display = ["__str__", "kind", "code", "project", "balance_credits", "reserved_credits", "updated_at"]
     list_filter = ["kind"]
     search_fields = ["code", "project__slug"]
@@ -242,7 +250,8 @@ class AccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
-    list_display = ["id", "created_at", "project", "kind", "amount_credits", "debit_account", "credit_account",
+    fixed_point_fields = {"amount": CREDITS, "wallet_balance_after": CREDITS}
+    list_display = ["id", "created_at", "project", "kind", "amount", "debit_account", "credit_account",
                     "reason", "actor"]
     list_filter = ["kind", "created_at"]
     search_fields = ["project__slug", "reference", "idempotency_key", "reason"]
@@ -250,10 +259,6 @@ class TransferAdmin(ReadOnlyAdmin):
     list_select_related = ["project", "debit_account", "credit_account"]
     show_full_result_count = False
     actions = ["export_csv"]
-
-    @admin.display(description="amount")
-    def amount_credits(self, obj: Transfer) -> str:
-        return format_amount(obj.amount)
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return access.may(request.user, access.TRANSFERS_EXPORT)
@@ -280,6 +285,9 @@ class ApiKeyForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are revoked (the Revoke button, or the action), never deleted: every transfer a key made names it as
+    its actor ("api_key:1"), and a deleted row would leave those names pointing at nothing."""
+
     list_display = ["name", "prefix", "project", "rate_limit", "created_at", "revoked_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
@@ -292,7 +300,42 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
-        return ["name", "prefix", "project", "created_at", "revoked_at"] if obj else []
+        return ["name", "prefix", "project", "created_at", "revoked_at", "revoked_by", "revoke_button"] if obj else []
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name != "revoke_button"]
+        return [*fields, "revoke_button"] if obj else fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Also takes the bulk "delete selected" action away; the delete page answers 403.
+        return False
+
+    @admin.display(description="revoke")
+    def revoke_button(self, obj: ApiKey) -> str:
+        if obj.revoked_at:
+            return f"Revoked {obj.revoked_at:%Y-%m-%d %H:%M} UTC by {obj.revoked_by or 'an earlier version'}."
+        url = reverse("admin:wallets_apikey_revoke", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Revoke key</a> '
+                           '(needs the wallets.change_apikey permission; the key is refused from its next request)', url)
+
+    def get_urls(self):
+        return [path("<int:api_key_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                     name="wallets_apikey_revoke"), *super().get_urls()]
+
+    def revoke_view(self, request: HttpRequest, api_key_id: int) -> HttpResponse:
+        """GET asks to confirm; POST revokes (a link alone never revokes)."""
+        if not self.has_revoke_permission(request):
+            return HttpResponse("You may not revoke API keys.", status=403)
+        api_key = get_object_or_404(ApiKey.objects.select_related("project"), pk=api_key_id)
+        if request.method == "POST":
+            if api_key_revoke(api_key_id=api_key.pk, actor=f"user:{request.user.pk}"):
+                self.message_user(request, f"Revoked {api_key}: it is refused from its next request.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"{api_key} was already revoked.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:wallets_apikey_change", args=[api_key.pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "api_key": api_key,
+                   "title": f"Revoke API key {api_key.name}"}
+        return TemplateResponse(request, "admin/wallets/revoke_api_key.html", context)
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
@@ -321,11 +364,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        from django.utils import timezone
-
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        clear_key_cache()
-        self.message_user(request, f"Revoked {count} key(s). Other web workers stop accepting them within their cache TTL.")
+        actor = f"user:{request.user.pk}"
+        count = sum(api_key_revoke(api_key_id=key_id, actor=actor)
+                    for key_id in queryset.filter(revoked_at__isnull=True).values_list("id", flat=True))
+        self.message_user(request, f"Revoked {count} key(s): they are refused from their next request.")
 
 
 @admin.register(IdempotencyRecord)

@@ -1,17 +1,18 @@
 """Service authentication with API keys: `Authorization: Bearer <key>`.
 
 Keys are random (256 bits), so a fast SHA-256 is enough to store them safely; a password hasher
-would cost milliseconds on every request. Lookups are cached in process memory for
-API_KEY_CACHE_SECONDS, so a revoked key stops working (and a changed rate limit applies) within that
-many seconds.
+would cost milliseconds on every request. Every request reads its key's row (one lookup on a unique
+index), with no cache in front: a revoked key is refused, and a changed rate limit applies, at once on
+every worker, not when each process's copy runs out.
+
+Keys are revoked, never deleted: every transfer a key made names it as its actor ("api_key:1").
 """
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 
-from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -63,34 +64,23 @@ def api_key_create(*, name: str, project: Project | None = None, rate_limit: str
 
 
 def api_key_set_rate_limit(*, api_key: ApiKey, rate_limit: str) -> None:
-    """The key's own rate limit ("" = API_RATE_LIMIT, "unlimited"); other web workers apply it within
-    API_KEY_CACHE_SECONDS, when their cached copy of the key runs out."""
+    """The key's own rate limit ("" = API_RATE_LIMIT, "unlimited"); every worker applies it from the next request."""
     validate_rate_limit(rate_limit)
     api_key.rate_limit = rate_limit
     api_key.save(update_fields=["rate_limit"])
-    clear_key_cache()
 
 
-_cache: dict[str, tuple[float, ServicePrincipal | None]] = {}
+def api_key_revoke(*, api_key_id: int, actor: str) -> bool:
+    """Revoke the key (compare-and-set, so a second revoke is a quiet no-op and keeps the first who/when);
+    it is refused from the next request on. True if this call revoked it."""
+    return ApiKey.objects.filter(id=api_key_id, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_by=actor[:ApiKey._meta.get_field("revoked_by").max_length]) == 1
 
 
 def principal_for_key(raw_key: str) -> ServicePrincipal | None:
-    digest = hash_key(raw_key)
-    now = time.monotonic()
-    cached = _cache.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    row = (ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True)
+    row = (ApiKey.objects.filter(key_hash=hash_key(raw_key), revoked_at__isnull=True)
            .values_list("id", "project_id", "name", "rate_limit").first())
-    principal = ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2], rate_limit=row[3]) if row else None
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[digest] = (now + settings.API_KEY_CACHE_SECONDS, principal)
-    return principal
-
-
-def clear_key_cache() -> None:
-    _cache.clear()
+    return ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2], rate_limit=row[3]) if row else None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

@@ -208,6 +208,8 @@ class ApiKey(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Who revoked it ("user:<id>"), beside when: a key is never deleted, since transfers name it as their actor.
+    revoked_by = models.CharField(max_length=100, blank=True, default="")
     rate_limit = models.CharField(
         max_length=32, blank=True, default="", validators=[validate_rate_limit],
         help_text="Requests this key may make, e.g. 1200/minute (per second, minute, hour or day); "

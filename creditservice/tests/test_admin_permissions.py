@@ -27,6 +27,7 @@ CUSTOM_VIEWS = {
     "wallets_project_adjust": {"project_id": 1},
     "wallets_project_suspend": {"project_id": 1},
     "billing_billingrun_run": {},
+    "wallets_apikey_revoke": {"api_key_id": 1},
 }
 
 
@@ -93,7 +94,9 @@ def test_every_custom_admin_view_is_listed():
 @pytest.mark.parametrize("name", sorted(CUSTOM_VIEWS))
 def test_a_view_only_staff_user_is_refused_every_custom_view(client, name):
     ProjectFactory(slug="acme", balance="100")
-    kwargs = {key: Project.objects.get().pk for key in CUSTOM_VIEWS[name]}
+    api_key_create(name="gateway")
+    ids = {"project_id": Project.objects.get().pk, "api_key_id": ApiKey.objects.get().pk}
+    kwargs = {key: ids[key] for key in CUSTOM_VIEWS[name]}
     client.force_login(view_only_staff())
     url = reverse(f"admin:{name}", kwargs=kwargs)
     assert client.get(url).status_code == 403
