@@ -2,7 +2,8 @@
 
 Rates come from creditservice/lib/rates.py. Each (scope, id) gets `count` requests per window; the
 window is aligned to the clock (a minute starts at :00), so a burst of up to twice the count can
-straddle a boundary: the price of one counter per window and one round trip per request.
+straddle a boundary: the price of one counter per window and one round trip per request. Workers
+name the window from their own clock, so their clocks must agree (NTP) to share a window exactly.
 
 The limiter is best effort and fails open: when Redis does not answer the request goes through, the
 failure is counted (RATE_LIMITER_ERRORS) and logged at most once a minute, and Redis is not asked
@@ -77,9 +78,13 @@ class RedisStore:
 
     def __init__(self, url: str, *, timeout_seconds: float) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
-                                            socket_connect_timeout=timeout_seconds, retry_on_timeout=False)
+        # One attempt, bounded: a request never waits on the limiter longer than the timeout (twice at worst:
+        # a slow connect, then no reply), and a failure lets it through.
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
+                                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
         self._script = self._client.register_script(_COUNT_SCRIPT)
 
     def count(self, key: str, window: Window) -> int:
