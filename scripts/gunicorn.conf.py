@@ -14,7 +14,11 @@ worker_class = "sync"
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
-timeout = 30
+# A request is killed before the idempotency key it claimed counts as abandoned: a retry that takes the
+# key over (after IDEMPOTENCY_LOCK_TIMEOUT_SECONDS, settings.py, same default) must never run beside the
+# original. Read from the environment like the rest of this file: the settings are loaded by the workers.
+idempotency_lock_seconds = int(os.environ.get("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS") or 60)
+timeout = max(1, min(30, idempotency_lock_seconds - 10, idempotency_lock_seconds // 2))
 
 
 def on_starting(server) -> None:
