@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import random
 import socket
+import threading
 import uuid
 
 import pytest
@@ -64,6 +65,28 @@ def test_a_malformed_rate_setting_stops_start_up_with_one_line(name):
 def test_a_rate_limit_store_that_is_not_redis_stops_start_up_with_one_line():
     line = the_one_line(manage("check", RATE_LIMIT_REDIS_URL="memcached://127.0.0.1:11211"))
     assert "RATE_LIMIT_REDIS_URL must be" in line
+
+
+def test_threads_of_one_process_share_one_limit_in_memory(settings):
+    settings.RATE_LIMIT_REDIS_URL = ""
+    start, allowed, lock = threading.Barrier(8), [], threading.Lock()
+
+    def calls() -> None:
+        start.wait()
+        for _ in range(30):
+            try:
+                ratelimit.require_within_rate(scope="api_key", ident="threads", rate=Rate(50, 60), what="this API key")
+                with lock:
+                    allowed.append(1)
+            except RateLimited:
+                pass
+
+    threads = [threading.Thread(target=calls) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(allowed) == 50
 
 
 def _hammer(ident: str, tries: int, start, results) -> None:
