@@ -80,3 +80,20 @@ def test_no_email_backend_outside_debug_is_said_at_start_up(tmp_path):
     done = _manage(_production_env(tmp_path), "check")
     assert done.returncode == 0
     assert "portal.W001" in done.stdout + done.stderr
+
+
+def test_behind_a_tls_proxy_https_comes_from_x_forwarded_proto_only_when_trusted(tmp_path):
+    names = ("SECURE_PROXY_SSL_HEADER", "CSRF_TRUSTED_ORIGINS")
+    proxied = _production_env(tmp_path, TRUST_X_FORWARDED_PROTO="1",
+                              CSRF_TRUSTED_ORIGINS="https://billing.example.com,https://portal.example.com",
+                              EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+                              STRIPE_SECRET_KEY="sk_live_x", STRIPE_WEBHOOK_SECRET="whsec_x")
+    trusted = _settings(proxied, *names)
+    assert trusted["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert trusted["CSRF_TRUSTED_ORIGINS"] == ["https://billing.example.com", "https://portal.example.com"]
+    # Unset: a client's own X-Forwarded-Proto must not make a plain-HTTP request look secure.
+    direct = _settings(_production_env(tmp_path), *names)
+    assert direct["SECURE_PROXY_SSL_HEADER"] is None and direct["CSRF_TRUSTED_ORIGINS"] == []
+    done = _manage(proxied, "check", "--deploy", "--fail-level", "WARNING")
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert f"System check identified no issues ({len(DOCUMENTED_SILENCED)} silenced)" in done.stdout
