@@ -115,8 +115,8 @@ def test_several_worker_processes_share_one_limit_in_redis(settings):
     for worker in workers:
         worker.join(timeout=60)
         assert worker.exitcode == 0
+    # Each process alone stays under the limit (30 of 50): counted apart, all 120 would get through.
     assert sum(allowed) == 50
-    assert all(count > 0 for count in allowed)  # each process counted against the same limit
 
 
 @pytest.mark.redis
