@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
+from billing.models import BillingRun
 from quotas.models import Reservation
 from quotas.tests.helpers import reserve
 from wallets.tests.factories import ProjectFactory, UserFactory
@@ -38,7 +39,9 @@ def _links(page: str) -> list[str]:
 def test_a_superuser_sees_every_figure_with_its_link(client, project):
     today = timezone.now().date()
     set_status(ProjectFactory(slug="late", balance="0.5"), "suspended")
-    billing_run(hour_of(today), "12.5")
+    billing_run(hour_of(today - timedelta(days=1)), "12.5")
+    BillingRun.objects.filter(id=billing_run(hour_of(today), "0", status="failed").id).update(
+        error="chunk 0 (projects 1-9): OperationalError: the database went away")
     webhook_delivery("failed")
     stripe_event("failed")
     ledger_check(hour_of(today, 2), drifts=["wallet of project 'acme': reserved -1 is negative"])
@@ -50,6 +53,7 @@ def test_a_superuser_sees_every_figure_with_its_link(client, project):
     assert re.search(r'data-testid="projects-suspended"><strong>1</strong> suspended', page)
     assert page.count("<rect ") == 30
     assert "12.5 credits charged from" in page
+    assert "Failed" in page and "OperationalError: the database went away" in page  # the last run, failed
     assert "1 drift" in page and "reserved -1 is negative" in page
     assert "1 failed webhook delivery" in _text(page) and "1 failed Stripe event" in _text(page)
     links = _links(page)

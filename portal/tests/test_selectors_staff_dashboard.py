@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from billing.models import BillingRun, OwedCharge, WebhookDelivery
@@ -147,11 +149,8 @@ def test_a_figure_the_user_may_not_view_is_left_out_and_not_read(django_assert_n
     assert only_projects.last_billing_run is None and only_projects.credits_charged is None
 
 
-def test_the_number_of_queries_does_not_grow_with_the_projects(django_assert_num_queries, project):
+def test_the_number_of_queries_does_not_grow_with_the_projects(project):
     def queries() -> int:
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
         with CaptureQueriesContext(connection) as captured:
             staff_dashboard(can_view=everything)
         return len(captured)
