@@ -7,6 +7,7 @@ released reservations, usage billed by a billing run (charges), a funded checkou
 event, a webhook endpoint, a status change, a metric query and its window, a ledger check.
 """
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -52,10 +53,16 @@ def manage(database_url: str, *args: str, stdin: str | None = None, check: bool 
     return done
 
 
-def sqlite_rows(path: Path, table: str) -> list[tuple]:
-    """Every row of a table of a SQLite file, by its first column (the primary key)."""
+def sqlite_rows(path: Path, model) -> list[tuple]:
+    """Every row of a model's table in a SQLite file, by primary key, as stored; JSON columns parsed, since
+    PostgreSQL's jsonb keeps a JSON value but not the order of its keys."""
+    columns = [f.column for f in model._meta.concrete_fields]
+    json_columns = {f.column for f in model._meta.concrete_fields if f.get_internal_type() == "JSONField"}
+    select = ", ".join(f'"{c}"' for c in columns)
     with sqlite3.connect(path) as db:
-        return db.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
+        rows = db.execute(f'SELECT {select} FROM "{model._meta.db_table}" ORDER BY "{model._meta.pk.column}"').fetchall()
+    return [tuple(json.loads(v) if c in json_columns and v is not None else v for c, v in zip(columns, row, strict=True))
+            for row in rows]
 
 
 def seed() -> None:
