@@ -32,6 +32,9 @@ class Command(BaseCommand):
                     header = ledger_export(out=out, progress=progress)
             except FileExistsError as error:
                 raise CommandError(f"{partial} exists: another export is running, or remove it") from error
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                raise CommandError(f"cannot write {partial}: {error.strerror}") from error
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
