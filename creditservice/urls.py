@@ -5,9 +5,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from creditservice.lib.health import healthz, readyz
 from creditservice.lib.metrics_exposition import metrics_view
 from creditservice.lib.routes import api_catch_all, api_path
+from creditservice.lib.views import home
 from gateway.urls import authorize_urlpatterns as gateway_authorize_urls
 
 urlpatterns = [
+    path("", home, name="home"),
     # Probes: liveness (no I/O) and readiness (database, migrations, broker); see creditservice/lib/health.py.
     path("healthz", healthz, name="healthz"),
     # Prometheus scrapes: plain Django (no API key, not in the schema); METRICS_TOKEN guards it.

@@ -1,10 +1,20 @@
 """Error pages: JSON in the error shape for the API, HTML for people."""
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 
 from .errors import json_error
+
+
+@require_safe
+def home(request: HttpRequest) -> HttpResponse:
+    """`/`, the address `make run` prints: staff go to the admin, everyone else to the portal (which asks a
+    signed-out visitor to sign in first). The admin itself lets in is_staff users only, so that is the test here."""
+    user = request.user
+    return redirect("admin:index" if user.is_active and user.is_staff else "portal:index")
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
