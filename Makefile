@@ -37,8 +37,8 @@ migrate: venv
 # collectstatic: with DEBUG=0 the static files are served by WhiteNoise from STATIC_ROOT only.
 run: .env migrate
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py seed_demo
-	PY=$(PY) bash scripts/run_all.sh
+	CREDITSERVICE_CHECKS_SHOWN=1 $(PY) manage.py seed_demo
+	CREDITSERVICE_CHECKS_SHOWN=1 PY=$(PY) exec bash scripts/run_all.sh
 
 ## make serve: the production web server alone (gunicorn), as deployed and as `make bench` measures it.
 serve: venv

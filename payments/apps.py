@@ -1,8 +1,6 @@
 import logging
 
 from django.apps import AppConfig
-from django.conf import settings
-from django.core import checks
 
 
 class PaymentsConfig(AppConfig):
@@ -10,10 +8,9 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments (Stripe)"
 
     def ready(self) -> None:
+        from creditservice.lib.startup_checks import register_startup_check
+
         from .checks import stripe_configuration
 
-        checks.register(stripe_configuration)
         # Also logged, because a production server (gunicorn) does not run the system checks.
-        if not settings.TESTING:
-            for warning in stripe_configuration(None):
-                logging.getLogger(__name__).warning("%s (%s)", warning.msg, warning.id)
+        register_startup_check(stripe_configuration, logging.getLogger(__name__))

@@ -1,8 +1,6 @@
 import logging
 
 from django.apps import AppConfig
-from django.conf import settings
-from django.core import checks
 
 
 class PortalConfig(AppConfig):
@@ -10,10 +8,9 @@ class PortalConfig(AppConfig):
     verbose_name = "Tenant portal"
 
     def ready(self) -> None:
+        from creditservice.lib.startup_checks import register_startup_check
+
         from .checks import email_configuration
 
-        checks.register(email_configuration)
         # Also logged, because a production server (gunicorn) does not run the system checks.
-        if not settings.TESTING:
-            for problem in email_configuration(None):
-                logging.getLogger(__name__).log(problem.level, "%s (%s)", problem.msg, problem.id)
+        register_startup_check(email_configuration, logging.getLogger(__name__))

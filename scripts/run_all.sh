@@ -11,7 +11,21 @@ mkdir -p "$CREDITSERVICE_READY_DIR" && rm -f "$CREDITSERVICE_READY_DIR/worker" "
 # counters too (creditservice/lib/metrics_exposition.py); emptied of the last run's files first.
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics/run}
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
-trap 'trap - INT TERM EXIT; kill 0 2>/dev/null; wait' INT TERM EXIT
+# Start-up warnings (payments.W001, ...) once, not once per process: `make run`'s migrate showed them, or
+# `manage.py check` does here (an error stops here); the processes below stay quiet about them.
+if [ "${CREDITSERVICE_CHECKS_SHOWN:-}" != 1 ]; then
+  $PY manage.py check
+fi
+export CREDITSERVICE_CHECKS_SHOWN=1
+# Ctrl-C (or a TERM) stops our three and ends quietly with 0. Only our own jobs are signalled: `kill 0` would
+# signal the whole process group, make included, which then reported "Terminated" as if something failed.
+stop() {
+  trap - INT TERM EXIT
+  kill $(jobs -p) 2>/dev/null || true
+  wait || true
+}
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 $PY -m celery -A creditservice worker --loglevel=INFO --concurrency=1 --pool=solo &
 $PY -m celery -A creditservice beat --loglevel=INFO &
 $PY manage.py runserver "127.0.0.1:${PORT}" --noreload &
