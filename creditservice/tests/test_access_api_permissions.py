@@ -54,6 +54,9 @@ WRITES = [
     Write("reservation-commit", "POST", "/api/v1/reservations/{reservation}/commit", {}, access.RESERVATION_SETTLE),
     Write("reservation-release", "POST", "/api/v1/reservations/{reservation}/release", {}, access.RESERVATION_SETTLE),
     Write("usage-events", "POST", "/api/v1/usage/events", {}, access.USAGE_REPORT),
+    Write("gateway-routes", "POST", "/api/v1/gateway/routes",
+          {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "0.5"},
+          access.GATEWAY_ROUTE_CREATE, 201),
 ]
 
 # Writes that need no staff permission, and why.
@@ -61,6 +64,9 @@ OPEN_WRITES = {
     ("admission-check", "POST"): "writes nothing: it answers whether a reservation would be admitted",
     ("checkout-session-list", "POST"): "starts a card payment by whoever pays; credits move only once Stripe says paid",
     ("stripe-webhook", "POST"): "authenticated by Stripe's signature, not by a user",
+    # Envoy's ext_authz asks with the original call's method.
+    **{(route, method): "the gateway's subrequest: a project key (never a session) charges its own project"
+       for route in ("gateway-authorize", "gateway-authorize-path") for method in ("POST", "PUT", "PATCH", "DELETE")},
 }
 
 

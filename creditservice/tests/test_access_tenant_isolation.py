@@ -35,6 +35,9 @@ NOT_A_TENANTS = {
     "schema": "the API's description",
     "api-docs": "the API's description",
     "stripe-webhook": "authenticated by Stripe's signature; the event names its own top-up",
+    # gateway/tests/test_api_authorize.py: test_a_key_charges_only_its_own_project.
+    "gateway-authorize": "the gateway's subrequest: it charges the project of the key it forwards; none can be named",
+    "gateway-authorize-path": "the gateway's subrequest: it charges the project of the key it forwards; none can be named",
 }
 
 
@@ -54,6 +57,7 @@ def _usage_body(project: str) -> dict:
 
 
 P = "/api/v1/projects/{project}"
+GATEWAY_ROUTE = {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "1"}
 PROBES = [
     Probe("project-detail", "GET", f"{P}/"),
     Probe("wallet", "GET", f"{P}/wallet"),
@@ -86,6 +90,9 @@ PROBES = [
     # The list of projects: answered, without B (checked in test_the_project_list_shows_only_the_callers_own).
     Probe("project-list", "GET", "/api/v1/projects/", key=200, member=200),
     Probe("project-list", "POST", "/api/v1/projects/", {"slug": "new-co", "name": "New"}, key=403, member=403),
+    # The metered routes are the platform's: no tenant reads or adds them.
+    Probe("gateway-routes", "GET", "/api/v1/gateway/routes", key=403, member=403),
+    Probe("gateway-routes", "POST", "/api/v1/gateway/routes", GATEWAY_ROUTE, key=403, member=403),
 ]
 
 # Staff's and the platform's operations, on A's own project: refused to A's key and A's members.
@@ -96,6 +103,7 @@ STAFF_ONLY = [
     Probe("quota-detail", "PUT", f"/api/v1/projects/{A}/quotas/vm", {"limit": "1000"}, 403, 403),
     Probe("quota-release", "POST", f"/api/v1/projects/{A}/quotas/vm/release", {"quantity": "1"}, 403, 403),
     Probe("budget", "PUT", f"/api/v1/projects/{A}/budget", {"hard_limit": None}, 403, 403),
+    Probe("gateway-routes", "POST", "/api/v1/gateway/routes", GATEWAY_ROUTE, 403, 403),
 ]
 
 # The portal's pages of B, for a member of A.

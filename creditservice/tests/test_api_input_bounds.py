@@ -55,6 +55,13 @@ def _reservation(**change) -> dict:
     return {"project": "acme", "resource_type": "vm", "quantity": "1", "amount": "1", **change}
 
 
+GATEWAY_ROUTES = "/api/v1/gateway/routes"
+
+
+def _gateway_route(**change) -> dict:
+    return {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "1", **change}
+
+
 def _event(**change) -> dict:
     return {"events": [{"id": "e-1", "project": "acme", "resource_type": "vm", "quantity": "1",
                         "timestamp": "{now}", **change}]}
@@ -167,6 +174,24 @@ def _refused() -> list:
                                                      route="checkout-session-list"))
     add("checkout-detail-nul", Call("GET", f"{checkout}/cs%00x", key=None, route="checkout-session-detail"))
 
+    # Metered gateway routes.
+    for i, value in enumerate([OVER, *HUGE, "0", "-1", "1e2", 5, "NaN"]):
+        add(f"gateway-route-price-{i}", Call("POST", GATEWAY_ROUTES, _gateway_route(price=value), route="gateway-routes"))
+    for i, value in enumerate(["/" + "p" * 200, "v1", "/v1//x", "/v1/./x", "/v1/%41", "/v1?x", "", *CONTROL]):
+        add(f"gateway-route-prefix-{i}", Call("POST", GATEWAY_ROUTES, _gateway_route(path_prefix=value),
+                                              route="gateway-routes"))
+    for i, value in enumerate(["GETX", "get", "", "x" * 8]):
+        add(f"gateway-route-method-{i}", Call("POST", GATEWAY_ROUTES, _gateway_route(method=value), route="gateway-routes"))
+    # A type metered by duration, an unknown one, one no column holds.
+    for i, value in enumerate(["vm", "nosuch", "x" * 51, "a\x00b"]):
+        add(f"gateway-route-type-{i}", Call("POST", GATEWAY_ROUTES, _gateway_route(resource_type=value),
+                                            route="gateway-routes"))
+    add("gateway-route-key-too-long", Call("POST", GATEWAY_ROUTES, _gateway_route(), key="k" * 256, route="gateway-routes"))
+    # The gateway's subrequest takes a project key only (its header bounds: gateway/tests/test_api_authorize.py).
+    add("gateway-authorize-platform-key", Call("POST", "/gateway/authorize", {}, key=None, route="gateway-authorize"))
+    add("gateway-authorize-path-platform-key", Call("POST", "/gateway/authorize/v1/x", {}, key=None,
+                                                    route="gateway-authorize-path"))
+
     # The Stripe webhook: nothing is taken without a valid signature.
     add("stripe-webhook-unsigned", Call("POST", "/stripe/webhook", {"id": "evt_\x00", "type": "x"}, key=None,
                                         route="stripe-webhook"))
@@ -212,6 +237,8 @@ def _accepted() -> list:
         ("checkout-at-bounds", Call("POST", f"{PROJECT}/checkout-sessions", {
             "amount": "10000", "success_url": "https://app.example.com/" + "p" * (1500 - len("https://app.example.com/")),
         }, route="checkout-session-list")),
+        ("gateway-route-at-bounds", Call("POST", GATEWAY_ROUTES, _gateway_route(path_prefix="/" + "p" * 199, price=MAX),
+                                         key="k" * 255, route="gateway-routes")),
         ("transactions-page-at-bound", Call("GET", f"{PROJECT}/transactions?page_size=200", key=None, route="transactions")),
         ("reservations-page-at-bound", Call("GET", f"{PROJECT}/reservations?page_size=200", key=None,
                                             route="project-reservations")),
@@ -304,6 +331,9 @@ WRITES = {
     "usage-events": ("POST", "/api/v1/usage/events", _event(), None),
     "checkout-session-list": ("POST", f"{PROJECT}/checkout-sessions", {"amount": "10"}, "auto"),
     "stripe-webhook": ("POST", "/stripe/webhook", {"id": "evt_1", "type": "checkout.session.completed"}, None),
+    "gateway-routes": ("POST", GATEWAY_ROUTES, _gateway_route(), "auto"),
+    "gateway-authorize": ("POST", "/gateway/authorize", {}, None),
+    "gateway-authorize-path": ("POST", "/gateway/authorize/v1/x", {}, None),
 }
 # Every decimal field: (route, field, zero is valid, null is valid). Usage quantities are per event.
 DECIMAL_FIELDS = [
@@ -314,6 +344,7 @@ DECIMAL_FIELDS = [
     ("quota-detail", "limit", True, True), ("quota-release", "quantity", False, False),
     ("budget", "hard_limit", True, True), ("budget", "soft_limit", True, True),
     ("usage-events", "quantity", True, False), ("checkout-session-list", "amount", False, False),
+    ("gateway-routes", "price", False, False),
 ]
 # No amount or quantity takes these: signs, non-numbers, exponents, too many decimals, past every column,
 # numbers where the grammar wants a string, other types, spaces and digits that are not ASCII.
@@ -439,4 +470,4 @@ def test_every_write_endpoint_meets_the_hostile_battery():
     assert write_route_names() - set(WRITES) == set()
     # The write endpoints that take no amount or quantity.
     assert write_route_names() - {route for route, *_ in DECIMAL_FIELDS} == {
-        "project-list", "reservation-release", "stripe-webhook"}
+        "project-list", "reservation-release", "stripe-webhook", "gateway-authorize", "gateway-authorize-path"}

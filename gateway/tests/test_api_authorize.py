@@ -160,3 +160,30 @@ def test_envoy_style_the_original_method_and_path_are_the_check_requests_own(acm
     response = Client().post("/gateway/authorize/v1/chat", HTTP_AUTHORIZATION=f"Bearer {key}",
                              HTTP_X_REQUEST_ID="envoy-1")
     assert response.status_code == 204 and response["X-Credits-Charged"] == "2"
+
+
+def test_a_key_charges_only_its_own_project(acme, key):
+    """Tenant isolation: a call names no project; whatever it says, the key's own project pays."""
+    other = ProjectFactory(slug="globex", balance="10")
+    metered_route("/v1/")
+    response = authorize(Client(), key, "/v1/projects/globex", HTTP_X_CREDITS_PROJECT="globex")
+    assert response["X-Credits-Project"] == "acme"
+    assert wallet_of(acme)[0] == 9_000_000 and wallet_of(other)[0] == 10_000_000
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("HTTP_X_REQUEST_ID", "r" * 252), ("HTTP_IDEMPOTENCY_KEY", "k" * 251), ("HTTP_X_REQUEST_ID", "a\x01b"),
+    ("HTTP_X_ORIGINAL_URI", "/v1/" + "x" * 8200), ("HTTP_X_ORIGINAL_METHOD", "M" * 17),
+])
+def test_a_header_beyond_its_bound_is_a_400_that_charges_nothing(acme, key, header, value):
+    metered_route("/v1/")
+    response = authorize(Client(), key, **{header: value})
+    assert response.status_code == 400 and response.json()["error"] == "validation_error"
+    assert wallet_of(acme)[0] == 10_000_000
+
+
+def test_request_ids_at_their_bound_are_taken(acme, key):
+    metered_route("/v1/")
+    assert authorize(Client(), key, request_id="r" * 251).status_code == 204
+    assert authorize(Client(), key, HTTP_IDEMPOTENCY_KEY="k" * 250).status_code == 204
+    assert GatewayCharge.objects.filter(project=acme).count() == 2
