@@ -8,6 +8,7 @@ permissions the routes API checks too. Charges are money history: read-only.
 from django import forms
 from django.contrib import admin
 from django.db import transaction
+from rest_framework import serializers
 
 from creditservice.lib.admin import FixedPointInput, ReadOnlyAdmin, fixed_point_column
 from creditservice.lib.money import format_amount, parse_amount
@@ -35,8 +36,8 @@ class MeteredRouteForm(forms.ModelForm):
         value = self.cleaned_data["path_prefix"]
         try:
             return MeteredRouteSerializer().validate_path_prefix(value)
-        except Exception as exc:  # a DRF ValidationError
-            raise forms.ValidationError(getattr(exc, "detail", str(exc))) from None
+        except serializers.ValidationError as exc:
+            raise forms.ValidationError(exc.detail) from None
 
 
 @admin.register(MeteredRoute)
