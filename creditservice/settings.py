@@ -313,6 +313,11 @@ MIN_RUNTIME_HOURS = env.int("MIN_RUNTIME_HOURS", default=24)
 # PostgreSQL only: reserve and commit as one statement each (quotas/fastpath.py) instead of several
 # short ones. Fewer round trips, but measured slower on a saturated 2-core box; see quotas/fastpath.py.
 ADMISSION_SINGLE_STATEMENT = env.bool("ADMISSION_SINGLE_STATEMENT", default=False)
+# The gRPC admission API (`manage.py grpc_serve`, quotas/grpc_api): where it listens, and how many calls it
+# serves at once (one thread and one database connection each).
+GRPC_HOST = env.str("GRPC_HOST", default="127.0.0.1")
+GRPC_PORT = env.int("GRPC_PORT", default=50051)
+GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=8)
 # Gateway admission: each web worker caches the metered routes this many seconds (a route added or
 # changed in the admin or the API is in force within that time on every worker).
 GATEWAY_ROUTE_CACHE_SECONDS = env.int("GATEWAY_ROUTE_CACHE_SECONDS", default=5)
