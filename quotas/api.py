@@ -15,17 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from creditservice.lib import log_context
-from creditservice.lib.errors import NotFound, ValidationFailed
+from creditservice.lib.errors import NotFound
 from creditservice.lib.pagination import IdCursorPagination
 from creditservice.lib.schema import errors
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
-from wallets.auth import ServicePrincipal
 
-from . import metrics, selectors, services
+from . import admission, selectors, services
 from .models import Reservation, ResourceType
-from .selectors import ProjectRef
 from .serializers import (
     AdmissionSerializer,
     BudgetSerializer,
@@ -34,9 +31,6 @@ from .serializers import (
     ReservationCommitSerializer,
     ReservationCreateSerializer,
     ReservationFilterSerializer,
-    ReservationReleaseSerializer,
-    parse_commit,
-    parse_reservation,
 )
 
 OPTIONAL_IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -63,22 +57,8 @@ RESERVATION_SCHEMA = inline_serializer("Reservation", {
 })
 
 
-def _project(request: Request, slug: str) -> ProjectRef:
-    """The project if the caller may see it, else 404 (its existence is not revealed)."""
-    log_context.note_project(slug)  # the request's log line names the project it asked for
-    user = request.user
-    if isinstance(user, ServicePrincipal):
-        project = selectors.project_ref(slug=slug)
-        if project is None or (not user.is_platform and project.id != user.project_id):
-            raise NotFound(f"no project {slug!r}")
-        return project
-    return selectors.project_ref(project_id=access.project_id_for_caller(request, slug))
-
-
-def _reservation_scope(request: Request) -> int | None:
-    """The only project whose reservations a scoped key may touch; None: no restriction by id."""
-    user = request.user
-    return user.project_id if isinstance(user, ServicePrincipal) and not user.is_platform else None
+# The rules behind these views are in quotas/admission.py, which the gRPC door calls as well.
+_project = admission.project_for_caller
 
 
 def _resource_type(code: str) -> ResourceType:
@@ -88,24 +68,6 @@ def _resource_type(code: str) -> ResourceType:
     return resource_type
 
 
-def _resource_type_id(code: str) -> int:
-    type_id = selectors.resource_type_id(code)
-    if type_id is None:
-        raise ValidationFailed({"resource_type": [selectors.unknown_resource_type(code)]})
-    return type_id
-
-
-def _admission_input(request: Request, serializer_class) -> tuple[dict, ProjectRef, int, int]:
-    data = validated(serializer_class, request.data)
-    project = _project(request, data["project"])
-    type_id = _resource_type_id(data["resource_type"])
-    if "amount" in data:
-        amount = data["amount"]
-    else:
-        amount = services.hold_for_min_runtime(hourly_cost=data["hourly_cost"], project=project)
-    return data, project, type_id, amount
-
-
 class AdmissionCheckView(APIView):
     @extend_schema(request=AdmissionSerializer, responses={**errors(422), 200: inline_serializer("AdmissionCheck", {
         "allowed": serializers.BooleanField(), "reason": serializers.CharField(allow_null=True),
@@ -113,12 +75,7 @@ class AdmissionCheckView(APIView):
     })})
     def post(self, request: Request) -> Response:
         """Would this reservation be admitted now? Writes nothing."""
-        data, project, type_id, amount = _admission_input(request, AdmissionSerializer)
-        resource_type = ResourceType.objects.get(id=type_id)
-        decision = selectors.admission_check(project=project, resource_type=resource_type,
-                                             quantity=data["quantity"], amount=amount, now=timezone.now())
-        metrics.admission_checked(decision["reason"])
-        return Response(decision)
+        return Response(admission.admission_check(request, request.data))
 
 
 class ReservationCreateView(APIView):
@@ -127,53 +84,17 @@ class ReservationCreateView(APIView):
     def post(self, request: Request) -> Response:
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
-        data = parse_reservation(request.data)
-        log_context.note_project(data["project"])
-        key = idempotency.require_key(request)
-        type_id = _resource_type_id(data["resource_type"])
-        user = request.user
-        common = {
-            "resource_type": (type_id, data["resource_type"]), "quantity": data["quantity"],
-            "ttl_seconds": data.get("ttl_seconds"), "idempotency_scope": access.caller_actor(request),
-            "idempotency_key": key, "fingerprint": idempotency.fingerprint(request, request.data),
-            "actor": access.caller_actor(request),
-        }
-        if isinstance(user, ServicePrincipal):
-            # The hot path: project lookup, key claim and holds in one statement (see quotas/fastpath.py).
-            result = services.reservation_create_by_slug(
-                slug=data["project"], scope_project_id=None if user.is_platform else user.project_id,
-                amount=data.get("amount"), hourly_cost=data.get("hourly_cost"), **common,
-            )
-        else:
-            project = _project(request, data["project"])
-            access.require(request, access.RESERVATION_CREATE)
-            amount = data["amount"] if "amount" in data else services.hold_for_min_runtime(
-                hourly_cost=data["hourly_cost"], project=project)
-            result = services.reservation_create(project=project, amount=amount, **common)
+        result = admission.reservation_create(request, request.data)
         response = Response(result.body, status=201)
         if not result.created:
             response["Idempotent-Replayed"] = "true"
         return response
 
 
-def _visible_reservation(request: Request, reservation_id: int) -> Reservation:
-    queryset = Reservation.objects.select_related("project", "resource_type").filter(id=reservation_id)
-    user = request.user
-    if isinstance(user, ServicePrincipal):
-        if not user.is_platform:
-            queryset = queryset.filter(project_id=user.project_id)
-    else:
-        queryset = queryset.filter(project__in=access.visible_projects(request))
-    reservation = queryset.first()
-    if reservation is None:
-        raise NotFound(f"no reservation {reservation_id}")
-    return reservation
-
-
 class ReservationDetailView(APIView):
     @extend_schema(responses=RESERVATION_SCHEMA)
     def get(self, request: Request, reservation_id: int) -> Response:
-        return Response(selectors.body_of(_visible_reservation(request, reservation_id), timezone.now()))
+        return Response(admission.reservation_detail(request, reservation_id))
 
 
 class ReservationCommitView(APIView):
@@ -185,11 +106,7 @@ class ReservationCommitView(APIView):
         Idempotent by state, so no Idempotency-Key is needed (one is accepted and ignored): a repeated
         commit returns the same answer; 409 reservation_released / reservation_expired /
         reservation_committed (another amount) otherwise."""
-        amount = parse_commit(request.data)
-        access.require(request, access.RESERVATION_SETTLE)
-        body = services.reservation_commit(reservation_id=reservation_id, amount=amount,
-                                           project_id=_reservation_scope(request), actor=access.caller_actor(request))
-        return Response(body)
+        return Response(admission.reservation_commit(request, reservation_id, request.data))
 
 
 class ReservationReleaseView(APIView):
@@ -197,9 +114,7 @@ class ReservationReleaseView(APIView):
     def post(self, request: Request, reservation_id: int) -> Response:
         """Give the hold back. Idempotent by state (a repeated release returns the same answer; an
         Idempotency-Key is accepted and ignored); 409 reservation_committed / reservation_expired otherwise."""
-        validated(ReservationReleaseSerializer, request.data or {})
-        access.require(request, access.RESERVATION_SETTLE)
-        return Response(services.reservation_release(reservation_id=reservation_id, project_id=_reservation_scope(request)))
+        return Response(admission.reservation_release(request, reservation_id, request.data))
 
 
 class ReservationCursorPagination(IdCursorPagination):
