@@ -10,6 +10,7 @@ Run it with `python -m creditservice.testing.runtime_imports`; nothing here open
 import importlib
 import json
 import pkgutil
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +38,9 @@ ENTRY_MODULES = (
     "django.contrib.staticfiles.management.commands.collectstatic",
     "django.contrib.staticfiles.management.commands.runserver",
 )
+# Modules a Cython-compiled extension (grpcio's cygrpc) registers for its shared runtime: no file of their
+# own and no distribution; the extension's own distribution is found through it.
+CYTHON_RUNTIME_MODULES = re.compile(r"cython_runtime|_cython_\d+_\d+_\d+")
 
 
 def project_packages() -> list[str]:
@@ -82,7 +86,7 @@ def imported_distributions(before: set[str]) -> tuple[set[str], set[str]]:
     found, unowned = set(), set()
     for name in set(sys.modules) - before:
         top = name.partition(".")[0]
-        if top in stdlib or top in ours or top == "__main__":
+        if top in stdlib or top in ours or top == "__main__" or CYTHON_RUNTIME_MODULES.fullmatch(top):
             continue
         if top in owners:
             found.update(owners[top])

@@ -1,0 +1,84 @@
+"""One gRPC call as the REST stack would serve it: Django's per-request connection handling, the API
+key from `authorization: Bearer …` (wallets/auth.py), the key's rate limit (wallets/throttling.py), a
+log context with the request id, and every refusal answered as a gRPC status (errors.py).
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import grpc
+from django.db import InterfaceError, OperationalError, close_old_connections
+from rest_framework import exceptions
+
+from creditservice.lib import log_context
+from creditservice.lib.errors import DATABASE_RETRY_AFTER_SECONDS, ApiError, database_unavailable_response
+from wallets.auth import ApiKeyAuthentication, ServicePrincipal
+from wallets.idempotency import HEADER as IDEMPOTENCY_HEADER
+from wallets.throttling import ApiKeyRateThrottle
+
+from .errors import abort
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """What the shared admission code reads of a DRF request (quotas/admission.py): the caller, and the
+    REST method and path this call stands for, so an idempotency fingerprint is the same from either door."""
+
+    user: ServicePrincipal
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """ApiKeyAuthentication reads the header from a WSGI environ."""
+
+    META: dict[str, str]
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {item.key.lower(): item.value for item in context.invocation_metadata() if isinstance(item.value, str)}
+
+
+def authenticate(metadata: dict[str, str]) -> ServicePrincipal:
+    """The caller behind `authorization: Bearer <API key>`, by the REST API's own lookup; 401 otherwise."""
+    header = metadata.get("authorization", "")
+    if not header:
+        raise exceptions.NotAuthenticated()
+    principal, _ = ApiKeyAuthentication().authenticate(_Credentials(META={"HTTP_AUTHORIZATION": header}))
+    return principal
+
+
+def serve(context: grpc.ServicerContext, *, method: str, path: str, idempotency_key: str | None,
+          call: Callable[[CallRequest], T]) -> T:
+    """Run call() for this gRPC call as a REST request to `method path` would run; abort with its refusal."""
+    close_old_connections()  # as Django does at the start and end of every request
+    metadata = _metadata(context)
+    log_context.open_context(log_context.request_id_from(metadata.get("x-request-id")))
+    try:
+        request = CallRequest(user=authenticate(metadata), method=method, path=path,
+                              headers={} if idempotency_key is None else {IDEMPOTENCY_HEADER: idempotency_key})
+        ApiKeyRateThrottle().allow_request(request, None)
+        return call(request)
+    except ApiError as error:
+        retry_after = getattr(error, "headers", {}).get("Retry-After")
+        abort(context, error.status_code, error.as_body(), (("retry-after", retry_after),) if retry_after else ())
+    except (exceptions.NotAuthenticated, exceptions.AuthenticationFailed) as error:
+        abort(context, 401, {"error": "unauthenticated", "detail": str(error.detail)})
+    except (OperationalError, InterfaceError) as error:
+        # The REST answer to a database that dropped the request (logged and counted there): 503, retry.
+        response = database_unavailable_response(error)
+        abort(context, 503, dict(response.data), (("retry-after", str(DATABASE_RETRY_AFTER_SECONDS)),))
+    except Exception:
+        log.exception("unexpected error in gRPC call %s %s", method, path)
+        abort(context, 500, {"error": "server_error", "detail": "An unexpected error occurred; it has been logged."})
+    finally:
+        log_context.close_context()
+        close_old_connections()
+    raise AssertionError("unreachable: abort() raises")
