@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the web app, a Celery worker and Celery beat together; Ctrl-C stops all three.
+# `make run`: the web app, the gRPC admission API, a Celery worker and Celery beat together; Ctrl-C stops all.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 PORT=${PORT:-8000}
@@ -17,7 +17,7 @@ if [ "${CREDITSERVICE_CHECKS_SHOWN:-}" != 1 ]; then
   $PY manage.py check
 fi
 export CREDITSERVICE_CHECKS_SHOWN=1
-# Ctrl-C (or a TERM) stops our three and ends quietly with 0. Only our own jobs are signalled: `kill 0` would
+# Ctrl-C (or a TERM) stops our jobs and ends quietly with 0. Only our own jobs are signalled: `kill 0` would
 # signal the whole process group, make included, which then reported "Terminated" as if something failed.
 stop() {
   trap - INT TERM EXIT
@@ -29,8 +29,10 @@ trap stop EXIT
 $PY -m celery -A creditservice worker --loglevel=INFO --concurrency=1 --pool=solo &
 $PY -m celery -A creditservice beat --loglevel=INFO &
 $PY manage.py runserver "127.0.0.1:${PORT}" --noreload &
-# Once all three are up, under their start-up logs: URLs, logins, the demo key (or how to make one).
+# The gRPC admission API beside it (GRPC_HOST:GRPC_PORT, 127.0.0.1:50051 by default).
+$PY manage.py grpc_serve &
+# Once they are up, under their start-up logs: URLs, logins, the demo key (or how to make one).
 # `manage.py demo_access` prints the same box at any time.
 $PY manage.py demo_access --wait 90 --ready-dir "$CREDITSERVICE_READY_DIR" || true
-# The first of the three to stop (a crash, a configuration error) stops the others.
+# The first of them to stop (a crash, a configuration error) stops the others.
 wait -n

@@ -59,7 +59,7 @@ def _started(log: Path) -> list[str]:
 
 
 def _long_running(log: Path) -> list[str]:
-    return [line for line in _started(log) if "celery" in line or "runserver" in line]
+    return [line for line in _started(log) if "celery" in line or "runserver" in line or "grpc_serve" in line]
 
 
 def _run_and_interrupt(command: list[str], tree: Path, log: Path, **extra: str) -> subprocess.CompletedProcess:
@@ -68,7 +68,7 @@ def _run_and_interrupt(command: list[str], tree: Path, log: Path, **extra: str) 
     process = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
-        _wait_for(lambda: len(_long_running(log)) == 3, "the worker, beat and web server started")
+        _wait_for(lambda: len(_long_running(log)) == 4, "the worker, beat, web and gRPC servers started")
         _wait_for(lambda: any("demo_access" in line for line in _started(log)), "demo_access run")
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at the terminal
         stdout, stderr = process.communicate(timeout=30)
@@ -97,7 +97,8 @@ def test_run_all_shows_the_checks_once_and_ends_with_0_on_ctrl_c(tmp_path):
     checks = [line for line in _started(log) if "manage.py check" in line]
     assert len(checks) == 1 and " shown= " in checks[0]
     others = [line for line in _started(log) if line not in checks]
-    assert len(others) == 4 and all(" shown=1 " in line for line in others)  # worker, beat, runserver, demo_access
+    # worker, beat, runserver, grpc_serve, demo_access
+    assert len(others) == 5 and all(" shown=1 " in line for line in others)
     _stopped_all(log)
 
 
