@@ -14,7 +14,7 @@ from django.urls import resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "grpc", "worker", "beat")
 # What a production deployment cannot leave out (settings.py falls back to development values without
 # them), and the operations settings this file must let an operator set.
 REQUIRED = {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "CELERY_BROKER_URL", "SITE_URL",
@@ -52,7 +52,7 @@ def web_port() -> int:
 
 
 def test_the_production_shape_has_every_service():
-    assert {"web", "worker", "beat", "postgres", "redis", "prometheus"} <= set(services())
+    assert {"web", "grpc", "worker", "beat", "postgres", "redis", "prometheus"} <= set(services())
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
@@ -67,7 +67,19 @@ def test_every_app_service_passes_what_production_requires(service):
 
 
 def test_the_check_of_read_variables_sees_the_settings():
-    assert {"SECRET_KEY", "METRICS_TOKEN", "METRICS_PORT", "LOG_FORMAT", "API_RATE_LIMIT", "HOST", "PORT"} <= read_by_the_app()
+    assert {"SECRET_KEY", "METRICS_TOKEN", "METRICS_PORT", "LOG_FORMAT", "API_RATE_LIMIT", "HOST", "PORT",
+            "GRPC_HOST", "GRPC_PORT"} <= read_by_the_app()
+
+
+def test_the_grpc_service_serves_on_all_interfaces_and_its_healthcheck_asks_its_port():
+    grpc = services()["grpc"]
+    port = int(grpc["environment"]["GRPC_PORT"])
+    assert grpc["environment"]["GRPC_HOST"] == "0.0.0.0"
+    assert grpc["ports"] == [f"{port}:{port}"]
+    assert grpc["command"].split()[-1] == "grpc_serve"
+    assert (ROOT / "quotas" / "management" / "commands" / "grpc_serve.py").is_file()
+    test = " ".join(grpc["healthcheck"]["test"])
+    assert f"'127.0.0.1:{port}'" in test and "HealthCheckRequest" in test
 
 
 def test_prometheus_mounts_the_shipped_config_and_is_pinned():
