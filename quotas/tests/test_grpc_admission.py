@@ -236,3 +236,28 @@ def test_racing_reservations_against_room_for_five_let_exactly_five_through(serv
         thread.join()
     assert Counter(outcomes) == {"reserved": 5, "FAILED_PRECONDITION insufficient_credits": 7}
     assert_books_balance()
+
+
+def test_the_call_past_the_keys_rate_limit_is_resource_exhausted_with_retry_after(server, acme, monkeypatch):
+    from creditservice.lib import ratelimit
+    from wallets.auth import api_key_create
+
+    window_start = 1_800_000_000.0
+    monkeypatch.setattr(ratelimit, "clock", lambda: window_start + 30)  # every call in one window
+    _, raw_key = api_key_create(name="limited", rate_limit="2/minute")
+    client = Client(server.address, raw_key)
+    try:
+        for _ in range(2):
+            client.call("GetWallet", pb2.GetWalletRequest(project="acme"))
+        with pytest.raises(grpc.RpcError) as caught:
+            client.call("Reserve", reserve_request())
+    finally:
+        client.close()
+    error = caught.value
+    trailers = dict(error.trailing_metadata() or ())
+    assert (error.code(), json.loads(error.details())["error"]) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "rate_limited")
+    assert (trailers["error-code"], trailers["retry-after"]) == ("rate_limited", "30")
+    other = Client(server.address, platform_key("other"))
+    wallet, _ = other.call("GetWallet", pb2.GetWalletRequest(project="acme"))
+    other.close()
+    assert wallet.reserved == "0"  # the refused call held nothing
