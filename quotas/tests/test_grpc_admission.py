@@ -261,3 +261,17 @@ def test_the_call_past_the_keys_rate_limit_is_resource_exhausted_with_retry_afte
     wallet, _ = other.call("GetWallet", pb2.GetWalletRequest(project="acme"))
     other.close()
     assert wallet.reserved == "0"  # the refused call held nothing
+
+
+def test_a_database_that_drops_the_call_is_unavailable_with_retry_after(client, monkeypatch):
+    from django.db import OperationalError
+
+    from quotas import admission
+
+    def dropped(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(admission, "reservation_detail", dropped)
+    code, body, trailer = client.refusal("GetReservation", pb2.GetReservationRequest(reservation_id=1))
+    assert (code, body["error"], trailer) == (grpc.StatusCode.UNAVAILABLE, "database_unavailable", "database_unavailable")
+    assert "server closed" not in json.dumps(body)  # the driver's words stay in the log
