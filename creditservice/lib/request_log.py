@@ -29,6 +29,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 # Load balancers poll these every few seconds: an answer that says "fine" is logged at DEBUG only.
 PROBES = frozenset({"healthz", "readyz"})
 PATH_MAX_LENGTH = 256
+# URL parts that are secrets (a password-reset link's token and user id): logged as "[redacted]".
+SECRET_URL_KWARGS = ("token", "uidb64")
 API_KEY_NAME_MAX_LENGTH = 100
 
 
@@ -64,7 +66,7 @@ def observe(request: HttpRequest, response: HttpResponse, seconds: float, reques
     level = logging.DEBUG if endpoint in PROBES and status < 400 else logging.INFO
     if not log.isEnabledFor(level):
         return
-    path = printable(request.path[:PATH_MAX_LENGTH])
+    path = printable(loggable_path(request)[:PATH_MAX_LENGTH])
     duration_ms = round(seconds * 1000, 3)
     api_key = api_key_name(request)
     project = project_name(request)
@@ -72,6 +74,18 @@ def observe(request: HttpRequest, response: HttpResponse, seconds: float, reques
             method, path, status, duration_ms, api_key or "-", project or "-", request_id,
             extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms,
                    "endpoint": endpoint, "api_key": api_key, "project": project, "request_id": request_id})
+
+
+def loggable_path(request: HttpRequest) -> str:
+    """The path with the secret parts of its URL (SECRET_URL_KWARGS) redacted."""
+    path = request.path
+    match = request.resolver_match
+    if match is not None:
+        for name in SECRET_URL_KWARGS:
+            value = match.kwargs.get(name)
+            if isinstance(value, str) and value:
+                path = path.replace(value, "[redacted]")
+    return path
 
 
 def endpoint_name(request: HttpRequest) -> str:

@@ -32,6 +32,8 @@ A, B, NOBODY = "acme", "globex", "no-such-project"
 NOT_A_TENANTS = {
     "healthz": "liveness only",
     "readyz": "readiness: the service's own dependencies, no tenant's data",
+    "home": "a redirect to the admin or the portal, which check who is signed in",
+    "metrics": "aggregate counters with no tenant label (METRICS_TOKEN guards it)",
     "schema": "the API's description",
     "api-docs": "the API's description",
     "stripe-webhook": "authenticated by Stripe's signature; the event names its own top-up",
