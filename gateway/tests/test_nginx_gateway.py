@@ -5,15 +5,10 @@ Every call goes client → nginx → auth_request to creditservice → (allowed)
 counts what reaches it; the ledger says what was charged.
 """
 
-import getpass
-import importlib.util
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +20,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
+from creditservice.testing.nginx import DEPLOY, free_port, gateway_nginx, render_gateway_conf, wait_until_answering
 from quotas.services import budget_set
 from wallets.models import Project, Transfer
 from wallets.tests.factories import ProjectFactory, scoped_key
@@ -32,35 +28,6 @@ from wallets.tests.factories import ProjectFactory, scoped_key
 from .helpers import metered_route, wallet_of
 
 pytestmark = [pytest.mark.nginx, pytest.mark.django_db(transaction=True)]
-
-DEPLOY = Path(settings.BASE_DIR) / "deploy" / "nginx"
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-
-
-def _render(**values: str) -> str:
-    spec = importlib.util.spec_from_file_location("gateway_nginx_render", DEPLOY / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.render(**values)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_answering(port: int, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"it exited: {log.read_text() if log.exists() else ''}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing answered on port {port}: {log.read_text() if log.exists() else ''}")
-
 
 class Upstream:
     """The metered API: answers 200 and counts the calls that reach it."""
@@ -106,7 +73,7 @@ def _database_url() -> str:
 @contextmanager
 def _creditservice(tmp: Path) -> Iterator[int]:
     """gunicorn (2 workers × 8 threads) serving the app on the test database."""
-    port = _free_port()
+    port = free_port()
     log = tmp / "gunicorn.log"
     env = {**os.environ, "DATABASE_URL": _database_url(), "CREDITSERVICE_TESTING": "1",
            "GATEWAY_ROUTE_CACHE_SECONDS": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
@@ -117,33 +84,8 @@ def _creditservice(tmp: Path) -> Iterator[int]:
              "-w", "2", "--threads", "8", "--worker-class", "gthread", "--timeout", "60"],
             env=env, cwd=settings.BASE_DIR, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_until_answering(port, process, log)
+        wait_until_answering(port, process, log)
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-@contextmanager
-def _nginx(tmp: Path, *, creditservice_port: int, upstream_port: int, **values: str) -> Iterator[tuple[int, Path]]:
-    """nginx with the shipped config; yields (its port, its access log)."""
-    prefix = tmp / f"nginx-{_free_port()}"
-    prefix.mkdir()
-    port = _free_port()
-    access_log = prefix / "access.log"
-    (prefix / "gateway.conf").write_text(_render(
-        GATEWAY_LISTEN=f"127.0.0.1:{port}", CREDITSERVICE_ADDR=f"127.0.0.1:{creditservice_port}",
-        UPSTREAM_ADDR=f"127.0.0.1:{upstream_port}", ACCESS_LOG=str(access_log), **values))
-    temp = "".join(f"{name}_temp_path {prefix / name};\n" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
-    (prefix / "nginx.conf").write_text(
-        f"{user}worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'};\n"
-        f"events {{ worker_connections 512; }}\nhttp {{\n{temp}access_log off;\ninclude {prefix / 'gateway.conf'};\n}}\n")
-    process = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=open(prefix / "stderr.log", "w"), start_new_session=True)
-    try:
-        _wait_until_answering(port, process, prefix / "stderr.log", seconds=20)
-        yield port, access_log
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -154,7 +96,7 @@ def stack(tmp_path) -> Iterator[dict]:
     upstream = Upstream()
     try:
         with _creditservice(tmp_path) as creditservice_port:
-            with _nginx(tmp_path, creditservice_port=creditservice_port, upstream_port=upstream.port) as (port, log):
+            with gateway_nginx(tmp_path, creditservice_port=creditservice_port, upstream_port=upstream.port) as (port, log):
                 yield {"url": f"http://127.0.0.1:{port}", "upstream": upstream, "tmp": tmp_path,
                        "access_log": log, "creditservice_port": creditservice_port}
     finally:
@@ -173,7 +115,7 @@ def _project(slug: str, balance: str) -> tuple[Project, str]:
 
 
 def test_the_shipped_config_is_the_template_rendered_with_its_defaults():
-    assert (DEPLOY / "creditservice-gateway.conf").read_text() == _render()
+    assert (DEPLOY / "creditservice-gateway.conf").read_text() == render_gateway_conf()
 
 
 def test_through_nginx_calls_are_charged_once_and_refusals_never_reach_the_upstream(stack):
@@ -242,15 +184,15 @@ def test_fifty_parallel_calls_against_room_for_twenty_let_exactly_twenty_through
 def test_with_creditservice_down_it_fails_closed_and_the_switch_fails_open_and_marks_the_log(stack):
     metered_route("/v1/", price=1_000_000)
     _, key = _project("acme", "10")
-    down = _free_port()  # nothing listens there
+    down = free_port()  # nothing listens there
     upstream = stack["upstream"]
-    with _nginx(stack["tmp"], creditservice_port=down, upstream_port=upstream.port) as (port, _):
+    with gateway_nginx(stack["tmp"], creditservice_port=down, upstream_port=upstream.port) as (port, _):
         response = _call(f"http://127.0.0.1:{port}", key)
         assert response.status_code == 503
         assert response.json()["error"] == "unavailable"
     assert upstream.count() == 0
 
-    with _nginx(stack["tmp"], creditservice_port=down, upstream_port=upstream.port,
+    with gateway_nginx(stack["tmp"], creditservice_port=down, upstream_port=upstream.port,
                 WHEN_UNREACHABLE="@credits_fail_open") as (port, log):
         response = _call(f"http://127.0.0.1:{port}", key, "/v1/chat?n=1")
         assert response.status_code == 200
