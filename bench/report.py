@@ -73,6 +73,10 @@ class Report:
             out += self._billing(self.sections["billing"])
         if "ingest" in self.sections:
             out += self._ingest(self.sections["ingest"])
+        if "gateway" in self.sections:
+            out += self._gateway(self.sections["gateway"])
+        if "grpc" in self.sections:
+            out += self._grpc(self.sections["grpc"])
         if self.queries:
             out += self._queries()
         if self.profile:
@@ -162,6 +166,47 @@ class Report:
             f"per batch; {_errors(row)}",
             "",
         ]
+
+    def _gateway(self, row: dict) -> list[str]:
+        out = ["Gateway: a metered GET through nginx (deploy/nginx's config, auth_request to make serve) to an",
+               "upstream answering 204 (nginx itself); wrk, one charge per call under nginx's $request_id",
+               f"  {'':<32} {'calls':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors"]
+        for kind, name in (("direct", "nginx direct (no auth_request)"), ("gateway", "nginx gateway (metered)")):
+            if kind in row:
+                run = row[kind]
+                out.append(f"  {name:<32} {run['calls']:>8} {run['calls_per_s']:>9.1f} {run['p50_ms']:>8.1f} "
+                           f"{run['p99_ms']:>8.1f}  {_errors(run)}")
+        metered = row.get("gateway")
+        if metered:
+            out.append(f"  charges {metered['charges']} = {metered['answered_2xx']} 2xx answers (nginx's log) + "
+                       f"{metered['abandoned']} calls wrk abandoned at its stop (499); wrk read {metered['calls']} 2xx; "
+                       f"each 2xx charged exactly once: {'yes' if metered['exactly_once'] else 'NO'}")
+            if "direct" in row:
+                out.append(f"  gateway/direct          {_ratio(metered['calls_per_s'], row['direct']['calls_per_s']):>6.2f}")
+            floor = row.get("floor")
+            if floor:
+                out.append(f"  gateway/SQL floor       {_ratio(metered['calls_per_s'], floor['pairs_per_s']):>6.2f}   "
+                           f"calls/s over the admission floor's pairs/s (100 wallets, {floor['pairs_per_s']:.1f}); "
+                           "a call is one charge, a floor pair two transactions")
+            for status, body in (metered.get("samples") or {}).items():
+                out.append(f"  sample {status} answer (gateway): {body[:200]}")
+        out.append("")
+        return out
+
+    def _grpc(self, row: dict) -> list[str]:
+        out = ["Admission over gRPC: Reserve then Commit (2 calls per pair), manage.py grpc_serve, "
+               f"{self.clients} client processes with one channel each; 100 wallets",
+               f"  {'':<12} {'pairs':>8} {'pairs/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors"]
+        for kind, name in (("grpc", "gRPC"), ("http", "HTTP (wrk)")):
+            if kind in row:
+                run = row[kind]
+                out.append(f"  {name:<12} {run['pairs']:>8} {run['pairs_per_s']:>9.1f} {run['p50_ms']:>8.1f} "
+                           f"{run['p99_ms']:>8.1f}  {_errors(run)}")
+        if "grpc" in row and "http" in row:
+            out.append(f"  gRPC/HTTP    {_ratio(row['grpc']['pairs_per_s'], row['http']['pairs_per_s']):>6.2f}")
+        out.append("  (p50/p99 per call, over reserve and commit calls together)")
+        out.append("")
+        return out
 
     def _queries(self) -> list[str]:
         if "error" in self.queries:

@@ -5,14 +5,16 @@ import os
 import signal
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 
 import psycopg
 
-from . import admission, billing, floor, profile, stack
+from . import admission, billing, floor, gateway, grpc_admission, profile, stack
 from .report import Report
 
-SECTIONS = ("admission", "billing", "ingest")
+SECTIONS = ("admission", "billing", "ingest", "gateway", "grpc")
+AMOUNT_MICROS = 10_000  # 0.01 credits per reservation, as the HTTP clients send
 
 
 def _terminate(signum, frame):  # SIGTERM/SIGHUP → the same clean-up as Ctrl-C
@@ -71,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         if "ingest" in sections:
             run_section(report, "ingest", lambda: billing.ingest_bench(
                 server.url, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds, clients=4))
+        if "gateway" in sections:
+            report.sections["gateway"] = run_gateway(args, report, server, seed, url, pg_url)
+        if "grpc" in sections:
+            report.sections["grpc"] = run_grpc(args, report, server, seed, url, pg_url)
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
         return 130
@@ -113,7 +119,6 @@ def settle(pg_url: str) -> None:
 
 
 def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_url: str) -> None:
-    amount_micros = 10_000  # 0.01 credits, as the HTTP clients send
     # Each worker imports the URLconf and the views on its first request and psycopg prepares the hot
     # statements after a few executions: warm up (not counted) so the runs measure the steady state.
     step("admission warm-up: wrk, 2 s (not counted)")
@@ -125,7 +130,7 @@ def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_u
         settle(pg_url)
         step(f"admission floor, {label}: {args.clients} psycopg processes, {args.seconds:.0f} s")
         result = floor.floor_run(pg_url, wallets=wallets, revenue=seed["revenue_account"], vm_type=seed["vm_type"],
-                                 amount=amount_micros, clients=args.clients, seconds=args.seconds,
+                                 amount=AMOUNT_MICROS, clients=args.clients, seconds=args.seconds,
                                  tag=f"floor-{label[:3].strip()}")
         result["pairs_per_s"] = result["pairs"] / result["seconds"]
         report.admission[(label, "floor")] = result
@@ -138,6 +143,71 @@ def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_u
             server.url, key=seed["key"], slugs=slugs, seconds=args.seconds, connections=args.clients)
         if sampler is not None:
             report.profile = profile.finish(sampler)
+
+
+def floor_100_wallets(args, report: Report, seed: dict, pg_url: str) -> dict:
+    """The admission section's SQL floor over 100 wallets; measured here when that section did not run."""
+    if ("100 wallets", "floor") in report.admission:
+        return report.admission[("100 wallets", "floor")]
+    settle(pg_url)
+    step(f"SQL floor, 100 wallets: {args.clients} psycopg processes, {args.seconds:.0f} s")
+    result = floor.floor_run(pg_url, wallets=seed["wallets"], revenue=seed["revenue_account"], vm_type=seed["vm_type"],
+                             amount=AMOUNT_MICROS, clients=args.clients, seconds=args.seconds, tag="floor-100")
+    result["pairs_per_s"] = result["pairs"] / result["seconds"]
+    return result
+
+
+def http_100_wallets(args, report: Report, server: "stack.Server", seed: dict, pg_url: str) -> dict:
+    """The admission section's HTTP run over 100 wallets; measured here when that section did not run."""
+    if ("100 wallets", "app") in report.admission:
+        return report.admission[("100 wallets", "app")]
+    step("admission warm-up: wrk, 2 s (not counted)")
+    admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=2, connections=args.clients)
+    settle(pg_url)
+    step(f"admission app, 100 wallets: wrk, {args.clients} connections, {args.seconds:.0f} s")
+    return admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds,
+                                   connections=args.clients)
+
+
+def run_gateway(args, report: Report, server: "stack.Server", seed: dict, url: str, pg_url: str) -> dict:
+    step("gateway: seed a project key and a metered route; nginx with the shipped config")
+    gateway_seed = stack.run_json(url, "bench.gateway_seed")
+    key, path = gateway_seed["key"], gateway_seed["path"]
+    result = {"floor": floor_100_wallets(args, report, seed, pg_url)}
+    nginx = gateway.Gateway(creditservice_port=server.port)
+    try:
+        # Warm-up (not counted): the workers' first authorize imports the gateway's views and loads its routes.
+        step("gateway warm-up: wrk, 2 s (not counted)")
+        gateway.calls_run(f"http://127.0.0.1:{nginx.port}", key=key, path=path, seconds=2, connections=args.clients)
+        step(f"nginx direct (no auth_request): wrk, {args.clients} connections, {args.seconds:.0f} s")
+        result["direct"] = gateway.calls_run(f"http://127.0.0.1:{nginx.direct_port}", key=key, path=path,
+                                             seconds=args.seconds, connections=args.clients)
+        settle(pg_url)
+        step(f"nginx gateway (metered): wrk, {args.clients} connections, {args.seconds:.0f} s")
+        result["gateway"] = gateway.gateway_run(nginx, pg_url, key=key, project_id=gateway_seed["project_id"],
+                                                path=path, seconds=args.seconds, connections=args.clients)
+    finally:
+        nginx.stop()
+    return result
+
+
+def run_grpc(args, report: Report, server: "stack.Server", seed: dict, url: str, pg_url: str) -> dict:
+    result = {"http": http_100_wallets(args, report, server, seed, pg_url)}
+    step("grpc: manage.py grpc_serve")
+    grpc_server = grpc_admission.GrpcServer(url)
+    run = uuid.uuid4().hex[:12]
+    try:
+        grpc_server.wait_ready()
+        step(f"grpc warm-up: {args.clients} client processes, 2 s (not counted)")
+        grpc_admission.grpc_run(grpc_server.address, key=seed["key"], slugs=seed["slugs"], seconds=2,
+                                clients=args.clients, tag=f"grpc-warm-{run}")
+        settle(pg_url)
+        step(f"grpc, 100 wallets: {args.clients} client processes, one channel each, {args.seconds:.0f} s")
+        result["grpc"] = grpc_admission.grpc_run(grpc_server.address, key=seed["key"], slugs=seed["slugs"],
+                                                 seconds=args.seconds, clients=args.clients, tag=f"grpc-{run}")
+    finally:
+        grpc_server.stop()
+    return result
 
 
 if __name__ == "__main__":
