@@ -77,7 +77,7 @@ test-deps:
 lint: dev-venv
 	$(VENV)/bin/ruff check .
 
-## make bench: admission and billing throughput on the real stack (PostgreSQL); prints the figures.
+## make bench: admission (HTTP, the nginx gateway, gRPC) and billing throughput on the real stack (PostgreSQL); prints the figures.
 bench: dev-venv
 	@bash scripts/install_bench_deps.sh
 	@eval "$$(CI=true $(PY) -m creditservice.testing.services)" && $(PY) -m bench $(BENCH_ARGS)
