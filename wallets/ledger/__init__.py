@@ -62,6 +62,24 @@ def on_wallet_unfunded(hook: Callable[[int], None]) -> Callable[[int], None]:
     return hook
 
 
+# Hooks told of every change of a wallet's balance or holds (billing's threshold alerts), called in the
+# transaction that made it. They run on the admission hot path, so each must decide in memory whether
+# it has anything to do (most projects have no alerts) and defer the real work to after the commit.
+# A hold alone (a reserve) does not call them: it is seen when it is committed or released.
+_changed_hooks: list[Callable[[int], None]] = []
+
+
+def on_wallet_changed(hook: Callable[[int], None]) -> Callable[[int], None]:
+    """Register hook(project_id), called inside the transaction of every transfer, charge, commit or release."""
+    _changed_hooks.append(hook)
+    return hook
+
+
+def _wallet_changed(project_id: int) -> None:
+    for hook in _changed_hooks:
+        hook(project_id)
+
+
 def _run_hooks(hooks: list[Callable[[int], None]], project_id: int) -> None:
     for hook in hooks:
         try:
@@ -241,6 +259,7 @@ def transfer(
                 _run_hooks(_funded_hooks, project_id)
             if state.available <= 0 and direction == "out":
                 _run_hooks(_unfunded_hooks, project_id)
+            _wallet_changed(project_id)
     except IntegrityError:
         # A concurrent request with the same key won the unique index; ours rolled back whole.
         existing = Transfer.objects.filter(idempotency_key=idempotency_key).first()
@@ -268,6 +287,10 @@ def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> Wa
         if project_id is None:
             project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
+    if _changed_hooks:
+        if project_id is None:
+            project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
+        _wallet_changed(project_id)
     return state
 
 
@@ -312,6 +335,7 @@ def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str,
             )
     if state.available <= 0:
         _run_hooks(_unfunded_hooks, project_id)
+    _wallet_changed(project_id)
     return state
 
 
@@ -381,6 +405,7 @@ def commit_hold(
             )
     if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - amount):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
+    _wallet_changed(project_id)
     return balance
 
 
@@ -421,6 +446,7 @@ def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int
     """Run the funded hooks as commit_hold() does, for a commit made through commit_hold_ctes()."""
     if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - charge):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
+    _wallet_changed(project_id)
 
 
 # The set-based path of the billing batch; imported last, it uses the helpers above.

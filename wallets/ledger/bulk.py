@@ -17,7 +17,16 @@ from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 from creditservice.lib.pg_arrays import pg_array, unnest_select
 from creditservice.lib.queries import db_datetime
 
-from . import _TRANSFER, _WALLET, MAX_BALANCE_MICROS, _now, _run_funded_hooks, system_account_id
+from . import (
+    _TRANSFER,
+    _WALLET,
+    MAX_BALANCE_MICROS,
+    _changed_hooks,
+    _now,
+    _run_funded_hooks,
+    _wallet_changed,
+    system_account_id,
+)
 
 
 class BulkTransfer(NamedTuple):
@@ -69,6 +78,9 @@ def transfer_many(
         if direction == "in":
             for project_id in moved:
                 transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
+        if _changed_hooks:
+            for project_id in sorted({t.project_id for t in transfers}):
+                _wallet_changed(project_id)
     return BulkResult(ids, [] if direction == "in" else moved)
 
 
