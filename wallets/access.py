@@ -53,6 +53,8 @@ RESERVATION_SETTLE = Operation("commit or release a reservation", ("quotas.chang
 USAGE_REPORT = Operation("report usage", ("metering.add_usageevent",), project_keys=True)
 GATEWAY_ROUTES_READ = Operation("list metered gateway routes", ("gateway.view_meteredroute",))
 GATEWAY_ROUTE_CREATE = Operation("add a metered gateway route", ("gateway.add_meteredroute",))
+ALERT_CREATE = Operation("add a threshold alert", ("billing.add_thresholdalert",))
+ALERT_DELETE = Operation("remove a threshold alert", ("billing.delete_thresholdalert",))
 
 # Staff operations of the admin (actions and custom views); no API key ever reaches them.
 PROJECT_SUSPEND = Operation("suspend a project or lift its suspension", ("wallets.suspend_project",))
