@@ -256,6 +256,9 @@ class WebhookEndpoint(models.Model):
         PROJECT_GRACE = "project.grace"
         PROJECT_SUSPENDED = "project.suspended"
         PROJECT_REACTIVATED = "project.reactivated"
+        WALLET_THRESHOLD = "wallet.threshold"
+        BUDGET_THRESHOLD = "budget.threshold"
+        RUNWAY_THRESHOLD = "runway.threshold"
 
     url = models.URLField(max_length=500)
     secret = models.CharField(max_length=200, default=_new_secret, help_text="Signs every delivery (HMAC-SHA256).")
@@ -303,3 +306,73 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.endpoint.url} ({self.status})"
+
+
+class ThresholdAlert(models.Model):
+    """A project's alert on one metric: fires once when the value crosses the threshold, and once more
+    (recovered) when it goes back. `state` is flipped by a conditional UPDATE, so concurrent evaluations
+    of one crossing notify once (billing/services/alerts.py)."""
+
+    class Metric(models.TextChoices):
+        AVAILABLE = "available"  # the available balance; threshold in micro-credits; fires below it
+        RUNWAY = "runway"  # hours the available balance lasts at the burn rate; threshold in hours; fires below
+        BUDGET = "budget"  # spend this month as a percent of the budget's hard limit; fires at or above
+
+    class Level(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    class State(models.TextChoices):
+        ARMED = "armed"  # the value is on the good side: the next crossing notifies
+        FIRED = "fired"  # crossed and notified: nothing more until it recovers
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="threshold_alerts")
+    metric = models.CharField(max_length=10, choices=Metric.choices)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.WARNING)
+    # The metric's unit: micro-credits (available), whole hours (runway) or whole percent (budget).
+    threshold = models.BigIntegerField()
+    state = models.CharField(max_length=5, choices=State.choices, default=State.ARMED)
+    # The value last evaluated, in the threshold's unit (None before the first evaluation or without burn).
+    last_value = models.BigIntegerField(null=True, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True, help_text="When the state last flipped.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "metric", "threshold", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "metric", "threshold"], name="threshold_alert_unique"),
+            models.CheckConstraint(condition=Q(threshold__gte=0), name="threshold_alert_threshold_not_negative"),
+        ]
+        # The project FK's index serves the hot-path load: WHERE project_id = %s.
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.threshold} ({self.level}) of {self.project_id}: {self.state}"
+
+
+class AlertNotification(models.Model):
+    """One crossing (or recovery) of an alert: the email outbox. Written with the state flip; the email is
+    sent after the commit by a task and, if that was lost, by the alerts sweep (claimed by compare-and-set)."""
+
+    class Change(models.TextChoices):
+        CROSSED = "crossed"
+        RECOVERED = "recovered"
+
+    alert = models.ForeignKey(ThresholdAlert, on_delete=models.CASCADE, related_name="notifications")
+    change = models.CharField(max_length=9, choices=Change.choices)
+    value = models.BigIntegerField(null=True, blank=True)  # the threshold's unit
+    data = models.JSONField(help_text="The webhook's data: what the email says too.")
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
+    email_attempts = models.PositiveSmallIntegerField(default=0)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Serves the sweep for emails not sent: WHERE emailed_at IS NULL.
+            models.Index(fields=["emailed_at", "created_at"], name="alert_notification_unsent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alert} {self.change}"

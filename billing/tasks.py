@@ -5,7 +5,7 @@ import logging
 from celery import shared_task
 
 from .models import BillingRun
-from .services import lifecycle, runs, webhooks
+from .services import alerts, lifecycle, runs, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +73,14 @@ def webhook_deliveries_due() -> int:
         except Exception:  # one broken delivery must not hold back the others; it stays due
             log.exception("webhook delivery %s failed unexpectedly; the next sweep retries it", delivery_id)
     return len(ids)
+
+
+@shared_task(name="billing.tasks.alert_notification_email")
+def alert_notification_email(notification_id: int) -> bool:
+    return alerts.alert_notification_email(notification_id=notification_id)
+
+
+@shared_task(name="billing.tasks.alerts_sweep")
+def alerts_sweep() -> dict:
+    """Every 5 minutes (beat): runway alerts follow time; balance and budget alerts a missed hook; unsent emails."""
+    return alerts.alerts_sweep()

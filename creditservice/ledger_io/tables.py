@@ -46,6 +46,8 @@ INCLUDED = (
     "billing.ProjectStatusChange",
     "billing.WebhookEndpoint",
     "billing.WebhookDelivery",
+    "billing.ThresholdAlert",  # with its armed/fired state: a crossing is not notified again after the move
+    "billing.AlertNotification",
     "payments.CheckoutSession",
     "payments.StripeEvent",  # Stripe's event ids: a redelivered webhook is still "already have it"
     "gateway.MeteredRoute",
