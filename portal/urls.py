@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import alerts_views, views
 
 app_name = "portal"
 
@@ -11,4 +11,6 @@ urlpatterns = [
     path("<slug:slug>/topup/success", views.topup_success, name="topup-success"),
     path("<slug:slug>/topup/cancel", views.topup_cancel, name="topup-cancel"),
     path("<slug:slug>/topup/status", views.topup_status, name="topup-status"),
+    path("<slug:slug>/alerts", alerts_views.alerts_page, name="alerts"),
+    path("<slug:slug>/alerts/<int:alert_id>/delete", alerts_views.alert_delete, name="alert-delete"),
 ]
