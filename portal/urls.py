@@ -1,12 +1,13 @@
 from django.urls import path
 
-from . import alerts_views, views
+from . import alerts_views, statements_views, views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("<slug:slug>/", views.project_detail, name="project"),
+    path("<slug:slug>/statements", statements_views.statement, name="statement"),
     path("<slug:slug>/topup", views.topup, name="topup"),
     path("<slug:slug>/topup/success", views.topup_success, name="topup-success"),
     path("<slug:slug>/topup/cancel", views.topup_cancel, name="topup-cancel"),

@@ -84,6 +84,7 @@ PROBES = [
     # A batch answers per event: B's event is rejected as unknown_project (200), nothing stored.
     Probe("usage-events", "POST", "/api/v1/usage/events", {}, key=200, member=403),
     Probe("charges", "GET", f"{P}/charges"),
+    Probe("statement", "GET", f"{P}/statements/{timezone.now():%Y-%m}"),
     Probe("checkout-session-list", "GET", f"{P}/checkout-sessions"),
     Probe("checkout-session-list", "POST", f"{P}/checkout-sessions", {"amount": "10"}),
     Probe("checkout-session-detail", "GET", f"{P}/checkout-sessions/{{session}}"),
@@ -111,6 +112,7 @@ STAFF_ONLY = [
 # The portal's pages of B, for a member of A.
 PORTAL = {
     "project": ("GET", "/portal/{project}/"),
+    "statement": ("GET", "/portal/{project}/statements"),
     "topup": ("POST", "/portal/{project}/topup"),
     "topup-success": ("GET", "/portal/{project}/topup/success?session_id={session}"),
     "topup-cancel": ("GET", "/portal/{project}/topup/cancel"),
