@@ -192,6 +192,12 @@ def _refused() -> list:
     add("gateway-authorize-path-platform-key", Call("POST", "/gateway/authorize/v1/x", {}, key=None,
                                                     route="gateway-authorize-path"))
 
+    # A statement's month: YYYY-MM, from the project's first month to the current one; format json or csv.
+    for i, month in enumerate(["2026-13", "1999-12", "9999-12", "2026-1", "%00", "x" * 300]):
+        add(f"statement-month-{i}", Call("GET", f"{PROJECT}/statements/{month}", key=None, route="statement"))
+    add("statement-format", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}?format=%00", key=None,
+                                 route="statement"))
+
     # The Stripe webhook: nothing is taken without a valid signature.
     add("stripe-webhook-unsigned", Call("POST", "/stripe/webhook", {"id": "evt_\x00", "type": "x"}, key=None,
                                         route="stripe-webhook"))
@@ -240,6 +246,7 @@ def _accepted() -> list:
         ("gateway-route-at-bounds", Call("POST", GATEWAY_ROUTES, _gateway_route(path_prefix="/" + "p" * 199, price=MAX),
                                          key="k" * 255, route="gateway-routes")),
         ("transactions-page-at-bound", Call("GET", f"{PROJECT}/transactions?page_size=200", key=None, route="transactions")),
+        ("statement-this-month", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}", key=None, route="statement")),
         ("reservations-page-at-bound", Call("GET", f"{PROJECT}/reservations?page_size=200", key=None,
                                             route="project-reservations")),
     ]
