@@ -19,7 +19,7 @@ from django.utils import timezone
 from creditservice.lib.metrics import STRIPE_WEBHOOK_EVENTS
 from creditservice.lib.text import TextError, clean_text, storable_json
 
-from . import services, stripe_client
+from . import autotopup, services, stripe_client
 from .models import CheckoutSession, StripeEvent
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
         stripe_session=obj, status=CheckoutSession.Status.EXPIRED),
     "charge.refunded": lambda obj: services.checkout_session_refund(charge=obj),
     "charge.dispute.created": lambda obj: services.checkout_session_flag_dispute(dispute=obj),
+    # Auto top-up: the saved card, and the off-session charges (a Checkout payment's intent is ignored).
+    "setup_intent.succeeded": lambda obj: autotopup.autotopup_card_saved(setup_intent=obj),
+    "payment_intent.succeeded": lambda obj: autotopup.autotopup_charge_fund(payment_intent=obj),
+    "payment_intent.payment_failed": lambda obj: autotopup.autotopup_charge_payment_failed(payment_intent=obj),
 }
 
 

@@ -19,6 +19,14 @@ class StripeUnavailable(Exception):
     """Stripe could not be reached or refused the request; nothing was bought."""
 
 
+class PaymentRefused(Exception):
+    """Stripe answered and refused the charge (card declined, authentication required, no such card): final."""
+
+    def __init__(self, message: str, payment_intent_id: str | None = None):
+        super().__init__(message)
+        self.payment_intent_id = payment_intent_id
+
+
 class InvalidSignature(Exception):
     """A webhook whose Stripe-Signature does not prove it came from Stripe (or whose body is not an event)."""
 
@@ -61,6 +69,42 @@ def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
     except stripe.StripeError as exc:
         raise StripeUnavailable(str(exc.user_message or exc)) from exc
     return session.to_dict()
+
+
+@dataclass(frozen=True)
+class CreatedPaymentIntent:
+    id: str
+    status: str
+    amount: int
+    currency: str
+
+
+def customer_create(*, params: dict[str, Any], idempotency_key: str) -> str:
+    """POST /v1/customers: the Stripe customer a saved card belongs to. Returns its id."""
+    try:
+        customer = _client().v1.customers.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc.user_message or exc)) from exc
+    return customer.id
+
+
+def payment_intent_create(*, params: dict[str, Any], idempotency_key: str) -> CreatedPaymentIntent:
+    """POST /v1/payment_intents (off_session, confirm): one charge of a saved card per idempotency key.
+
+    A card error or a refused request (4xx other than 429) is final: PaymentRefused. Anything else (no
+    answer, 429, 5xx) is StripeUnavailable, retried later under the same key.
+    """
+    try:
+        intent = _client().v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
+    except stripe.CardError as exc:
+        refused = getattr(exc.error, "payment_intent", None) if exc.error else None
+        raise PaymentRefused(str(exc.user_message or exc), getattr(refused, "id", None)) from exc
+    except stripe.InvalidRequestError as exc:
+        raise PaymentRefused(str(exc.user_message or exc)) from exc
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc.user_message or exc)) from exc
+    return CreatedPaymentIntent(id=intent.id, status=intent.status or "", amount=intent.amount or 0,
+                                currency=intent.currency or "")
 
 
 def webhook_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:

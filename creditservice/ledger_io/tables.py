@@ -29,6 +29,8 @@ INCLUDED = (
     "wallets.Transfer",
     "wallets.ApiKey",  # SHA-256 hashes only: a key keeps working after the move
     "wallets.LedgerCheck",
+    "wallets.Grant",  # with remaining and closed state: an expiry or void is not repeated after the move
+    "wallets.GrantDraw",
     "quotas.ResourceType",
     "quotas.QuotaDefault",
     "quotas.Quota",
@@ -50,6 +52,8 @@ INCLUDED = (
     "billing.AlertNotification",
     "payments.CheckoutSession",
     "payments.StripeEvent",  # Stripe's event ids: a redelivered webhook is still "already have it"
+    "payments.AutoTopUp",  # the saved card, the settings and the tenant's recorded consent
+    "payments.AutoTopUpCharge",  # one row per crossing: a crossing already charged is not charged again
     "gateway.MeteredRoute",
     "gateway.GatewayCharge",  # (project, request id) claims: a repeated authorize still charges once
 )

@@ -9,7 +9,7 @@ Parsing, conversion, formatting and rounding happen here and nowhere else.
 """
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 MICROS_PER_CREDIT = 1_000_000
 SCALE = 6
@@ -194,6 +194,27 @@ def credits_to_currency_minor(micros: int, *, credits_per_unit: Decimal | str, c
     if minor != minor.to_integral_value():
         return None
     return int(minor)
+
+
+# How far above the exact amount currency_minor_covering() looks for a price that buys whole micro-credits.
+_COVERING_SEARCH = 1000
+
+
+def currency_minor_covering(micros: int, *, credits_per_unit: Decimal | str, currency: str) -> tuple[int, int] | None:
+    """The fewest whole minor units of the currency that buy at least `micros`, and the micro-credits they
+    buy exactly: (minor, credits). Rounding rule: up, to the next whole minor unit, so an automatic top-up
+    fills at least the gap and the credits bought and the money charged still agree exactly. None when no
+    price within _COVERING_SEARCH minor units above buys a whole number of micro-credits."""
+    rate = Decimal(credits_per_unit)
+    if not rate.is_finite() or rate <= 0:
+        raise MoneyError("credits per currency unit must be a positive number")
+    micros_per_minor = rate * MICROS_PER_CREDIT / (Decimal(10) ** currency_minor_digits(currency))
+    minor = int((Decimal(micros) / micros_per_minor).to_integral_value(rounding=ROUND_CEILING))
+    for candidate in range(max(minor, 1), max(minor, 1) + _COVERING_SEARCH):
+        bought = candidate * micros_per_minor
+        if bought == bought.to_integral_value():
+            return candidate, int(bought)
+    return None
 
 
 def format_currency_minor(minor: int, currency: str) -> str:

@@ -92,10 +92,17 @@ class FakeStripe:
     deliveries: list[Delivery] = field(default_factory=list)
     # Errors to answer the next API calls with, as (HTTP status, Stripe error message).
     fail_next: list[tuple[int, str]] = field(default_factory=list)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Outcomes of the next new off-session PaymentIntents: "succeeded" (the default when empty) or
+    # "declined" (402 card_error, as Stripe answers a declined confirm=true, off_session=true).
+    payment_outcomes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._by_idempotency_key: dict[str, str] = {}
+        # Stripe replays a repeated Idempotency-Key's first answer, errors included: (path, key) → answer.
+        self._answers: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._ids = itertools.count(1)
 
@@ -121,6 +128,10 @@ class FakeStripe:
             self.deliveries.clear()
             self.fail_next.clear()
             self._by_idempotency_key.clear()
+            self._answers.clear()
+            self.customers.clear()
+            self.payment_intents.clear()
+            self.payment_outcomes.clear()
 
     @property
     def base_url(self) -> str:
@@ -155,8 +166,12 @@ class FakeStripe:
                 int(item.get("price_data", {}).get("unit_amount", 0)) * int(item.get("quantity", 1)) for item in items
             )
             currency = (items[0].get("price_data", {}).get("currency") if items else None) or "usd"
+            if params.get("mode") == "setup":
+                amount_total = None
             session = {
                 "id": session_id, "object": "checkout.session", "livemode": False, "mode": params.get("mode"),
+                "customer": params.get("customer"), "setup_intent": None,
+                "_setup_intent_metadata": (params.get("setup_intent_data") or {}).get("metadata") or {},
                 "url": f"{self.base_url}/pay/{session_id}", "status": "open", "payment_status": "unpaid",
                 "amount_total": amount_total, "amount_subtotal": amount_total, "currency": currency,
                 "metadata": params.get("metadata") or {}, "client_reference_id": params.get("client_reference_id"),
@@ -192,6 +207,71 @@ class FakeStripe:
             session["payment_status"] = "unpaid" if self.delayed_payment else "paid"
             completed = self.event("checkout.session.completed", session)
         return [self.deliver(completed)] if self.deliver_on_pay else []
+
+    def complete_setup(self, session_id: str) -> dict[str, Any]:
+        """The customer saves a card in a setup-mode session: returns the setup_intent.succeeded event
+        (delivered to webhook_url too when deliver_on_pay is on and a webhook_url is set)."""
+        with self._lock:
+            session = self.sessions[session_id]
+            assert session["mode"] == "setup", "not a setup-mode session"
+            payment_method = self._new_id("pm")
+            setup_intent = {
+                "id": self._new_id("seti"), "object": "setup_intent", "status": "succeeded", "usage": "off_session",
+                "customer": session["customer"], "payment_method": payment_method,
+                "metadata": dict(session["_setup_intent_metadata"]),
+            }
+            session.update(status="complete", payment_status="no_payment_required", setup_intent=setup_intent["id"])
+            event = self.event("setup_intent.succeeded", setup_intent)
+        if self.deliver_on_pay and self.webhook_url:
+            self.deliver(event)
+        return event
+
+    def create_customer(self, params: dict[str, Any], idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+        def make() -> tuple[int, dict[str, Any]]:
+            customer = {"id": self._new_id("cus"), "object": "customer", "name": params.get("name"),
+                        "metadata": params.get("metadata") or {}}
+            self.customers[customer["id"]] = customer
+            return 200, customer
+        return self._once("/v1/customers", idempotency_key, make)
+
+    def create_payment_intent(self, params: dict[str, Any], idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+        """confirm=true, off_session=true with a saved card: succeeded at once, or declined (402)."""
+        def make() -> tuple[int, dict[str, Any]]:
+            outcome = self.payment_outcomes.pop(0) if self.payment_outcomes else "succeeded"
+            declined = outcome == "declined"
+            intent = {
+                "id": self._new_id("pi"), "object": "payment_intent", "amount": int(params.get("amount") or 0),
+                "amount_received": 0 if declined else int(params.get("amount") or 0),
+                "currency": params.get("currency"), "customer": params.get("customer"),
+                "payment_method": params.get("payment_method"), "off_session": params.get("off_session") == "true",
+                "confirm": params.get("confirm") == "true", "metadata": params.get("metadata") or {},
+                "status": "requires_payment_method" if declined else "succeeded", "livemode": False,
+                "last_payment_error": {"code": "card_declined", "message": "Your card was declined."} if declined else None,
+                "created": int(time.time()),
+            }
+            self.payment_intents[intent["id"]] = intent
+            if declined:
+                return 402, {"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+                                       "message": "Your card was declined.", "payment_intent": dict(intent)}}
+            return 200, intent
+        return self._once("/v1/payment_intents", idempotency_key, make)
+
+    def _once(self, path: str, idempotency_key: str | None, make) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if idempotency_key and (path, idempotency_key) in self._answers:
+                return self._answers[(path, idempotency_key)]
+            answer = make()
+            if idempotency_key:
+                self._answers[(path, idempotency_key)] = answer
+            return answer
+
+    @property
+    def created_payment_intents(self) -> list[RecordedRequest]:
+        return self.requests_to("POST", "/v1/payment_intents")
+
+    def payment_intent_event(self, payment_intent_id: str, event_type: str = "payment_intent.succeeded") -> dict[str, Any]:
+        with self._lock:
+            return self.event(event_type, self.payment_intents[payment_intent_id])
 
     def settle(self, session_id: str, succeeded: bool = True) -> Delivery:
         """A delayed payment settles (or fails) days later."""
@@ -303,9 +383,17 @@ def _handler_for(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                     return
                 session = fake.create_session(recorded.params, recorded.idempotency_key)
                 self._json(200, fake.public(session))
+            elif path in ("/v1/customers", "/v1/payment_intents"):
+                if self._api_refusal():
+                    return
+                create = fake.create_customer if path == "/v1/customers" else fake.create_payment_intent
+                self._json(*create(recorded.params, recorded.idempotency_key))
             elif path.startswith("/pay/") and path[5:] in fake.sessions:
                 session_id = path[5:]
-                fake.pay(session_id)
+                if fake.sessions[session_id]["mode"] == "setup":
+                    fake.complete_setup(session_id)
+                else:
+                    fake.pay(session_id)
                 target = (fake.sessions[session_id]["success_url"] or "/").replace("{CHECKOUT_SESSION_ID}", session_id)
                 self._send(303, b"", "text/plain", {"Location": target})
             else:
@@ -315,6 +403,12 @@ def _handler_for(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
 
 
 def _pay_page(session: dict[str, Any]) -> str:
+    if session["mode"] == "setup":
+        return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Save a card (test)</title></head>
+<body><main><h1>Save a card (test)</h1>
+  <form method="post" action="/pay/{html.escape(session["id"])}"><button type="submit" id="pay">Save card</button></form>
+</main></body></html>"""
     currency = (session["currency"] or "usd").upper()
     amount = f"{session['amount_total'] / 100:.2f}" if currency not in ("JPY", "KRW") else str(session["amount_total"])
     cancel = html.escape(session["cancel_url"] or "/")
