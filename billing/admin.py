@@ -6,8 +6,10 @@ from datetime import UTC
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -15,11 +17,13 @@ from django.utils.html import format_html, format_html_join
 
 from creditservice.lib.admin import CREDITS, QUANTITY, RATE, ReadOnlyAdmin
 from creditservice.lib.enqueue import enqueue
+from creditservice.lib.errors import ValidationFailed
 from metering import windows
 from quotas.models import ResourceType
 from wallets import access
 from wallets.models import Project
 
+from . import statements
 from .models import BillingChunk, BillingRun, Charge, OwedCharge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
 from .services import billing_owed_retry, billing_run_execute, webhook_deliveries_redeliver
 
@@ -236,6 +240,26 @@ class ChargeAdmin(ReadOnlyAdmin):
     raw_id_fields = ["project", "resource_type", "price", "transfer", "run"]
     list_select_related = ["project", "resource_type", "run"]
     show_full_result_count = False
+
+    def get_urls(self):
+        return [path("statement/<int:project_id>/", self.admin_site.admin_view(self.statement_view),
+                     name="billing_project_statement"), *super().get_urls()]
+
+    def statement_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        """A project's monthly statement, as the API and the portal render it (billing/statements.py).
+        Staff who may see every project (wallets.view_project) may read it, as through the API."""
+        if not access.may(request.user, access.SEE_ALL_PROJECTS):
+            raise PermissionDenied
+        project = get_object_or_404(Project, pk=project_id)
+        context = {**self.admin_site.each_context(request), "project": project, "title": f"Statement of {project.slug}",
+                   "month_value": request.GET.get("month") or statements.month_of(timezone.now()).label}
+        try:
+            month = statements.statement_month(context["month_value"], project=project)
+        except ValidationFailed as refused:
+            context["error"] = "; ".join(refused.detail["month"])
+            return TemplateResponse(request, "admin/billing/statement.html", context, status=400)
+        context["statement"] = statements.project_statement(project=project, month=month)
+        return TemplateResponse(request, "admin/billing/statement.html", context)
 
 
 @admin.register(ProjectStatusChange)

@@ -59,7 +59,7 @@ _DESCRIPTIONS = {
     CREDIT_BACK: "Usage credited back (usage came back lower after it was billed)",
     RESERVATION_COMMIT: "Reservations committed",
     GATEWAY_CHARGE: "Gateway calls charged",
-    EXPIRY: "Credits expired",
+    EXPIRY: "Credits expired or voided (grants past their expiry, or voided by staff)",
     REFUND: "Card payments refunded",
     REVERSAL: "Corrections of earlier transfers",
     OTHER: "Other movements",
@@ -67,9 +67,9 @@ _DESCRIPTIONS = {
 
 # Transfer kinds as the grants feature may name them (not all exist yet): a grant in, an expiry out.
 _GRANT_KINDS = {Transfer.Kind.PROMOTION.value, "grant", "grant_transfer"}
-_EXPIRY_KINDS = {"expiry", "grant_expiry", "expired", "expiration"}
+_EXPIRY_KINDS = {"expiry", "grant_expiry", "expired", "expiration", "grant_void"}
 # The system account a grant's expiry goes to, and the ones grants come from.
-_EXPIRY_ACCOUNTS = {"expired"}
+_EXPIRY_ACCOUNTS = {"expired", "voided"}
 _GRANT_ACCOUNTS = {Account.System.PROMOTIONS.value, "grants"}
 
 

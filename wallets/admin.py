@@ -133,7 +133,10 @@ class ProjectAdmin(admin.ModelAdmin):
         if not obj.pk:
             return "-"
         url = reverse("admin:wallets_project_adjust", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Credit / debit wallet</a>', url)
+        # The statement is billing's admin view (named, not imported: billing is above wallets).
+        statement = reverse("admin:billing_project_statement", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Credit / debit wallet</a> <a class="button" href="{}">Monthly '
+                           'statement</a>', url, statement)
 
     def save_model(self, request, obj, form, change) -> None:
         if change:

@@ -233,3 +233,18 @@ def test_a_big_month_is_read_in_a_bounded_number_of_queries(platform, django_ass
     assert {(line["kind"], line["resource_type"], line["count"]) for line in body["lines"] if line["kind"] == "usage"} == {
         ("usage", "vm", 24), ("usage", "vcpu", 24), ("usage", "memory_gib", 24)}
     assert _adds_up(body)
+
+
+def test_staff_who_see_every_project_read_its_statement_in_the_admin(platform):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+
+    acme = ProjectFactory(slug="acme", balance="12")
+    staff = UserFactory(is_staff=True)
+    browser = Client()
+    browser.force_login(staff)
+    assert browser.get(f"/admin/billing/charge/statement/{acme.pk}/").status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_project"))
+    page = browser.get(f"/admin/billing/charge/statement/{acme.pk}/")
+    assert page.status_code == 200 and "Closing balance (to date)" in page.content.decode()
+    assert f"/admin/billing/charge/statement/{acme.pk}/" in browser.get(f"/admin/wallets/project/{acme.pk}/change/").content.decode()
