@@ -35,6 +35,12 @@ REQUEST_DURATION = Histogram(
     ["endpoint", "method"],
     buckets=LATENCY_BUCKETS,
 )
+# rpc: the gRPC method (CheckAdmission, Reserve, ...); code: the gRPC status name (OK, FAILED_PRECONDITION, ...).
+GRPC_CALL_DURATION = Histogram(
+    f"{PREFIX}_grpc_call_duration_seconds", "Time to answer a gRPC admission call, by method.", ["rpc"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_CALLS = Counter(f"{PREFIX}_grpc_calls_total", "gRPC admission calls by method and status code.", ["rpc", "code"])
 RESPONSES = Counter(f"{PREFIX}_http_responses_total", "HTTP answers by status code.", ["status"])
 RATE_LIMITED = Counter(f"{PREFIX}_rate_limited_total", "Requests refused with 429 by the rate limiter.", ["scope"])
 RATE_LIMITER_ERRORS = Counter(

@@ -47,7 +47,7 @@ def _optional(message: Message, name: str) -> Any:
 # key used over REST and retried over gRPC (or back) with the same fields replays the same reservation.
 class AdmissionServicer(pb2_grpc.AdmissionServicer):
     def CheckAdmission(self, request, context: grpc.ServicerContext):
-        return serve(context, method="POST", path=reverse("admission-check"), idempotency_key=None,
+        return serve(context, rpc="CheckAdmission", method="POST", path=reverse("admission-check"), idempotency_key=None,
                      call=lambda caller: reply(pb2.CheckAdmissionReply,
                                                admission.admission_check(caller, body_of(request))))
 
@@ -58,25 +58,25 @@ class AdmissionServicer(pb2_grpc.AdmissionServicer):
                 context.set_trailing_metadata(((REPLAYED_KEY, "true"),))
             return reply(pb2.Reservation, result.body)
 
-        return serve(context, method="POST", path=reverse("reservation-create"),
+        return serve(context, rpc="Reserve", method="POST", path=reverse("reservation-create"),
                      idempotency_key=_optional(request, "idempotency_key"), call=call)
 
     def Commit(self, request, context: grpc.ServicerContext):
         # idempotency_key is accepted and not used: commit is idempotent by the reservation's state.
         reservation_id = request.reservation_id
-        return serve(context, method="POST", path="/api/v1/reservations/{id}/commit",
+        return serve(context, rpc="Commit", method="POST", path="/api/v1/reservations/{id}/commit",
                      idempotency_key=None, call=lambda caller: reply(pb2.Reservation, admission.reservation_commit(
                          caller, reservation_id, body_of(request, leave_out=("reservation_id", "idempotency_key")))))
 
     def Release(self, request, context: grpc.ServicerContext):
         reservation_id = request.reservation_id
-        return serve(context, method="POST", path="/api/v1/reservations/{id}/release",
+        return serve(context, rpc="Release", method="POST", path="/api/v1/reservations/{id}/release",
                      idempotency_key=None, call=lambda caller: reply(
                          pb2.Reservation, admission.reservation_release(caller, reservation_id, {})))
 
     def GetReservation(self, request, context: grpc.ServicerContext):
         reservation_id = request.reservation_id
-        return serve(context, method="GET", path="/api/v1/reservations/{id}",
+        return serve(context, rpc="GetReservation", method="GET", path="/api/v1/reservations/{id}",
                      idempotency_key=None, call=lambda caller: reply(
                          pb2.Reservation, admission.reservation_detail(caller, reservation_id)))
 
@@ -87,4 +87,4 @@ class AdmissionServicer(pb2_grpc.AdmissionServicer):
             project = access.project_for_caller(caller, request.project)
             return reply(pb2.Wallet, wallet_body(Project.objects.select_related("wallet").get(id=project.id)))
 
-        return serve(context, method="GET", path="/api/v1/projects/{project}/wallet", idempotency_key=None, call=call)
+        return serve(context, rpc="GetWallet", method="GET", path="/api/v1/projects/{project}/wallet", idempotency_key=None, call=call)

@@ -4,6 +4,7 @@ are the REST API's, as gRPC statuses with the REST error code in the details and
 trailer."""
 
 import json
+import logging
 import threading
 from collections import Counter
 
@@ -13,8 +14,10 @@ from django.db import connection
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from creditservice.lib.metrics import GRPC_CALL_DURATION, GRPC_CALLS
 from creditservice.testing.fixtures import ServiceClient
 from creditservice.testing.invariants import assert_books_balance
+from creditservice.testing.metrics import sample_value
 from quotas.grpc_api.server import SERVICE_NAME, AdmissionServer
 from quotas.grpc_api.servicer import pb2, pb2_grpc
 from quotas.models import ResourceType
@@ -93,6 +96,21 @@ def test_a_reservation_beyond_the_wallet_is_failed_precondition_insufficient_cre
     code, body, trailer = client.refusal("Reserve", reserve_request(amount="101"))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert (body["error"], body["available"], trailer) == ("insufficient_credits", "100", "insufficient_credits")
+
+
+def test_each_call_is_counted_timed_and_logged_in_one_line(client, caplog):
+    before = {code: sample_value(GRPC_CALLS, rpc="Reserve", code=code) for code in ("OK", "FAILED_PRECONDITION")}
+    timed = sample_value(GRPC_CALL_DURATION, "_count", rpc="Reserve")
+    with caplog.at_level(logging.INFO, logger="creditservice.request"):
+        client.call("Reserve", reserve_request())
+        client.refusal("Reserve", reserve_request(amount="101", idempotency_key="k2"))
+    assert sample_value(GRPC_CALLS, rpc="Reserve", code="OK") == before["OK"] + 1
+    assert sample_value(GRPC_CALLS, rpc="Reserve", code="FAILED_PRECONDITION") == before["FAILED_PRECONDITION"] + 1
+    assert sample_value(GRPC_CALL_DURATION, "_count", rpc="Reserve") == timed + 2
+    lines = [r for r in caplog.records if r.name == "creditservice.request" and getattr(r, "rpc", None) == "Reserve"]
+    assert [(r.grpc_code, r.error, r.project) for r in lines] == [
+        ("OK", None, "acme"), ("FAILED_PRECONDITION", "insufficient_credits", "acme")]
+    assert all(r.api_key and len(r.request_id) > 0 for r in lines)
 
 
 def test_reserve_then_commit_part_charges_only_that_part(client):
