@@ -8,8 +8,11 @@ from creditservice.lib.admin import CREDITS, ReadOnlyAdmin
 from creditservice.lib.money import format_currency_minor
 from wallets import access
 
-from . import events
-from .models import CheckoutSession, StripeEvent
+from . import autotopup, events
+from .models import AutoTopUp, AutoTopUpCharge, CheckoutSession, StripeEvent
+
+# Staff may turn a tenant's auto top-up off (never on: that needs the tenant's own consent and card).
+AUTOTOPUP_TURN_OFF = access.Operation("turn a project's auto top-up off", ("payments.change_autotopup",))
 
 
 class _ReadOnlyAdmin(ReadOnlyAdmin):
@@ -60,3 +63,50 @@ class StripeEventAdmin(_ReadOnlyAdmin):
         summary = ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items())) or "nothing"
         level = messages.WARNING if outcomes.get(StripeEvent.Status.FAILED) else messages.SUCCESS
         self.message_user(request, f"Reprocessed: {summary}.", level)
+
+
+@admin.register(AutoTopUp)
+class AutoTopUpAdmin(_ReadOnlyAdmin):
+    """Read-only (view needs payments.view_autotopup); "turn off" needs payments.change_autotopup."""
+
+    fixed_point_fields = {"threshold": CREDITS, "target": CREDITS, "monthly_cap": CREDITS}
+    list_display = ["project", "enabled", "threshold", "target", "monthly_cap", "consecutive_failures",
+                    "card_saved_at", "consent_by", "consent_at", "disabled_reason"]
+    list_filter = ["enabled"]
+    search_fields = ["project__slug", "stripe_customer_id"]
+    list_select_related = ["project"]
+    raw_id_fields = ["project"]
+    actions = ["turn_off"]
+
+    def has_turn_off_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, AUTOTOPUP_TURN_OFF)
+
+    @admin.action(description="Turn auto top-up off for the selected projects", permissions=["turn_off"])
+    def turn_off(self, request: HttpRequest, queryset: QuerySet[AutoTopUp]) -> None:
+        count = autotopup.autotopup_turn_off(ids=list(queryset.values_list("id", flat=True)),
+                                             reason=f"turned off by staff (user:{request.user.pk})")
+        self.message_user(request, f"Turned off: {count}.", messages.SUCCESS)
+
+
+@admin.register(AutoTopUpCharge)
+class AutoTopUpChargeAdmin(_ReadOnlyAdmin):
+    """Read-only: every crossing, its charge or why it was skipped, and Stripe's retries (attempts, error)."""
+
+    fixed_point_fields = {"amount": CREDITS, "available_before": CREDITS}
+    list_display = ["id", "project", "crossing", "status", "amount", "money", "available_before", "attempts",
+                    "next_attempt_at", "stripe_payment_intent_id", "skip_reason", "short_error", "created_at"]
+    list_filter = ["status", "currency"]
+    search_fields = ["stripe_payment_intent_id", "project__slug"]
+    list_select_related = ["project"]
+    raw_id_fields = ["project", "transfer"]
+    date_hierarchy = "created_at"
+    exclude = ["currency_amount"]
+    readonly_fields = ["money"]
+
+    @admin.display(description="charged")
+    def money(self, obj: AutoTopUpCharge) -> str:
+        return f"{format_currency_minor(obj.currency_amount, obj.currency or 'usd')} {obj.currency.upper()}"
+
+    @admin.display(description="error")
+    def short_error(self, obj: AutoTopUpCharge) -> str:
+        return obj.error[:120]

@@ -122,12 +122,9 @@ def on_wallet_changed(project_id: int) -> None:
 
 # --- Settings ---------------------------------------------------------------------------------------
 
-DEFAULTS = {"threshold": 10_000_000, "target": 50_000_000, "monthly_cap": 500_000_000}
-
-
 def autotopup_of(project: Project) -> AutoTopUp:
     """The project's settings row, created (off) on first use."""
-    row, _ = AutoTopUp.objects.get_or_create(project=project, defaults=DEFAULTS)
+    row, _ = AutoTopUp.objects.get_or_create(project=project, defaults=selectors.AUTOTOPUP_DEFAULTS)
     return row
 
 
@@ -168,6 +165,14 @@ def autotopup_update(*, project: Project, actor: str, enabled: bool, threshold: 
     if row.enabled:
         autotopup_check(project_id=project.id)
     return row
+
+
+def autotopup_turn_off(*, ids: list[int], reason: str) -> int:
+    """Staff's "turn off" (admin): no further automatic charges; a charge in flight still completes."""
+    count = AutoTopUp.objects.filter(id__in=ids, enabled=True).update(
+        enabled=False, disabled_reason=reason[:300], updated_at=timezone.now())
+    forget_enabled_projects()
+    return count
 
 
 def autotopup_card_setup_start(*, project: Project, success_url: str, cancel_url: str, token: str) -> str:

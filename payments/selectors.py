@@ -9,7 +9,7 @@ from creditservice.lib.money import credits_to_micros
 from creditservice.lib.paths import database_id
 from wallets.models import Project
 
-from .models import CheckoutSession
+from .models import AutoTopUp, CheckoutSession
 
 
 def billing_enabled() -> bool:
@@ -42,3 +42,12 @@ def checkout_session_for_project(project: Project, session_id: str | int) -> Che
 def checkout_sessions_for_project(project: Project) -> QuerySet[CheckoutSession]:
     """The project's top-ups, newest first (index checkout_project_recent)."""
     return CheckoutSession.objects.filter(project=project).order_by("-id")
+
+
+# A new project's auto top-up (off): below 10 credits, fill to 50, at most 500 a month; in micro-credits.
+AUTOTOPUP_DEFAULTS = {"threshold": 10_000_000, "target": 50_000_000, "monthly_cap": 500_000_000}
+
+
+def autotopup_settings_of(project: Project) -> AutoTopUp:
+    """The project's auto top-up settings; unsaved defaults (off) when it has none yet."""
+    return AutoTopUp.objects.filter(project=project).first() or AutoTopUp(project=project, **AUTOTOPUP_DEFAULTS)

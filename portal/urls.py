@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import alerts_views, statements_views, views
+from . import alerts_views, autotopup_views, statements_views, views
 
 app_name = "portal"
 
@@ -12,6 +12,8 @@ urlpatterns = [
     path("<slug:slug>/topup/success", views.topup_success, name="topup-success"),
     path("<slug:slug>/topup/cancel", views.topup_cancel, name="topup-cancel"),
     path("<slug:slug>/topup/status", views.topup_status, name="topup-status"),
+    path("<slug:slug>/auto-top-up", autotopup_views.autotopup_settings, name="autotopup"),
+    path("<slug:slug>/auto-top-up/card", autotopup_views.autotopup_card, name="autotopup-card"),
     path("<slug:slug>/alerts", alerts_views.alerts_page, name="alerts"),
     path("<slug:slug>/alerts/<int:alert_id>/delete", alerts_views.alert_delete, name="alert-delete"),
 ]
