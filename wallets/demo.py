@@ -111,7 +111,8 @@ def access_box(*, base_url: str) -> list[str]:
         return f"{username} / {password}".ljust(18)
 
     rows = [
-        ("web", f"{base_url}/  (API docs: {base_url}/api/docs/)"),
+        ("web", f"{base_url}/  (API docs: {base_url}/api/docs/, metrics: {base_url}/metrics)"),
+        ("gRPC", f"{settings.GRPC_HOST}:{settings.GRPC_PORT}  (creditservice.admission.v1.Admission, reflection on)"),
         ("staff", f"{login('admin')} {base_url}/admin/"),
         ("tenant", f"{login('tenant')} {base_url}/portal/  (owns project acme)"),
         ("API key", key_line),
@@ -120,7 +121,7 @@ def access_box(*, base_url: str) -> list[str]:
     ]
     embedded = Path(settings.DATABASES["default"]["NAME"]) == Path(settings.VAR_DIR) / "db.sqlite3"
     rule = "+" + "-" * 78
-    lines = [rule, "| creditservice is running. Ctrl-C stops the web server, the worker and beat."]
+    lines = [rule, "| creditservice is running. Ctrl-C stops the web server, the gRPC server, the worker and beat."]
     lines += [f"|   {label:<8} {value}" for label, value in rows]
     if not embedded:
         lines.append("|   (run manage.py with the same DATABASE_URL, in the environment or in .env)")
