@@ -22,7 +22,14 @@ from creditservice.lib.money import credits_to_micros
 from payments import selectors as payment_selectors
 from payments.models import CheckoutSession
 from wallets.models import Project, Transfer
-from wallets.selectors import WalletFigures, project_wallet_figures, wallet_figures, wallet_figures_of
+from wallets.selectors import (
+    GrantSummary,
+    WalletFigures,
+    project_wallet_figures,
+    wallet_figures,
+    wallet_figures_of,
+    wallet_grant_summary,
+)
 
 SPEND_CHART_DAYS = 30
 
@@ -47,6 +54,11 @@ def project_transfers(project: Project) -> QuerySet[Transfer]:
 def wallet_of(project: Project) -> WalletFigures:
     """Balance, reserved and available as admission sees them (a hold past its expiry is freed)."""
     return wallet_figures_of(project.wallet)
+
+
+def wallet_grants(project: Project) -> GrantSummary:
+    """Spendable credits by grant category and what of them expires within 30 days, as the wallet API says."""
+    return wallet_grant_summary(project.wallet.id)
 
 
 def wallet_read_after(project: Project) -> WalletFigures:

@@ -34,6 +34,7 @@ def _render_project(request: HttpRequest, project: Project, *, status: int = 200
     context = {
         "project": project,
         "wallet": selectors.wallet_of(project),
+        "grants": selectors.wallet_grants(project),
         "burn": selectors.project_burn(project),
         "page": page,
         "rows": selectors.statement_rows(project, list(page.object_list)),

@@ -61,7 +61,7 @@ def _reserve_sql(scoped: bool) -> str:
         # services refuses it as a 400 on hourly_cost.
         "COALESCE(%(amount)s::bigint, LEAST(%(hourly_cost)s::numeric * COALESCE(p.min_runtime_hours, %(hours)s), "
         "%(amount_cap)s)::bigint) AS amount, "
-        "%(now)s::timestamptz AS now "
+        "%(now)s::timestamptz AS now, %(expires_at)s::timestamptz AS until "
         f"FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE p.slug = %(slug)s{scope}), "
         # (1) The reservation row claims the Idempotency-Key first, as in services: a retry of a
         # reservation that is being committed waits here, holding nothing else, so it cannot close a
@@ -153,7 +153,7 @@ def _commit_sql(with_amount: bool, scoped: bool) -> str:
         f"updated_at = %(now)s FROM r, w WHERE {_QUOTA}.project_id = r.project_id "
         f"AND {_QUOTA}.resource_type_id = r.resource_type_id RETURNING {_QUOTA}.id) "
         "SELECT r.project_id, r.quantity, r.amount, r.committed_amount, r.expires_at, r.created_at, p.slug, src.code, "
-        "w.balance, w.reserved, (SELECT count(*) FROM tr), (SELECT count(*) FROM q) "
+        "w.balance, w.reserved, (SELECT id FROM tr), (SELECT count(*) FROM q), w.id "
         f"FROM r JOIN src ON true JOIN w ON true JOIN {_PROJECT} p ON p.id = r.project_id"
     )
 
@@ -188,7 +188,8 @@ def commit(*, reservation_id: int, amount: int | None, scope_project_id: int | N
         row = cursor.fetchone()
     if row is None:
         return None
-    project_id, quantity, held, charge, expires_at, created_at, slug, code, balance, reserved, _, _ = row
-    ledger.after_commit_hold(project_id=project_id, balance=balance, reserved=reserved, held=held, charge=charge)
+    project_id, quantity, held, charge, expires_at, created_at, slug, code, balance, reserved, transfer_id, _, wallet_id = row
+    ledger.after_commit_hold(project_id=project_id, balance=balance, reserved=reserved, held=held, charge=charge,
+                             wallet_id=wallet_id, transfer_id=transfer_id)
     return CommitOutcome(project_id=project_id, quantity=quantity, held=held, charge=charge, expires_at=expires_at,
                          created_at=created_at, slug=slug, resource_type=code)

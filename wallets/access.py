@@ -55,6 +55,8 @@ GATEWAY_ROUTES_READ = Operation("list metered gateway routes", ("gateway.view_me
 GATEWAY_ROUTE_CREATE = Operation("add a metered gateway route", ("gateway.add_meteredroute",))
 ALERT_CREATE = Operation("add a threshold alert", ("billing.add_thresholdalert",))
 ALERT_DELETE = Operation("remove a threshold alert", ("billing.delete_thresholdalert",))
+GRANT_CREATE = Operation("create a credit grant", ("wallets.add_grant",))
+GRANT_VOID = Operation("void a credit grant", ("wallets.void_grant",))
 
 # Staff operations of the admin (actions and custom views); no API key ever reaches them.
 PROJECT_SUSPEND = Operation("suspend a project or lift its suspension", ("wallets.suspend_project",))

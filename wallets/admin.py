@@ -27,7 +27,7 @@ from creditservice.lib.money import MoneyError, format_amount, parse_amount
 from . import access, services
 from .auth import api_key_create, api_key_revoke, api_key_set_rate_limit
 from .lifecycle import staff_suspension
-from .models import Account, ApiKey, IdempotencyRecord, LedgerCheck, Membership, Project, Transfer
+from .models import Account, ApiKey, Grant, IdempotencyRecord, LedgerCheck, Membership, Project, Transfer
 from .selectors import WalletFigures, wallet_figures, wallet_figures_of
 
 register_constraint_messages({
@@ -232,6 +232,71 @@ class ProjectAdmin(admin.ModelAdmin):
             "available": format_amount(wallet_figures_of(project.wallet).available),
         }
         return TemplateResponse(request, "admin/wallets/adjust_wallet.html", context)
+
+
+class GrantVoidForm(forms.Form):
+    reason = forms.CharField(max_length=500, widget=forms.TextInput(attrs={"size": 60}),
+                             help_text="Required; recorded on the reversing transfer with your user.")
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    """Read-only; staff void a grant's unspent rest with the action (wallets.void_grant, reason required)."""
+
+    fixed_point_fields = {"amount": CREDITS, "remaining": CREDITS}
+    list_display = ["id", "wallet", "category", "amount_credits", "remaining_credits", "priority", "status",
+                    "effective_at", "expires_at", "created_at"]
+    list_filter = ["category", "closed_as"]
+    search_fields = ["wallet__project__slug", "reason"]
+    list_select_related = ["wallet"]
+    raw_id_fields = ["wallet", "source_transfer", "closing_transfer"]
+    show_full_result_count = False
+    actions = ["void_action"]
+
+    def has_void_permission(self, request: HttpRequest) -> bool:
+        return access.may(request.user, access.GRANT_VOID)
+
+    @admin.display(description="amount")
+    def amount_credits(self, obj: Grant) -> str:
+        return format_amount(obj.amount)
+
+    @admin.display(description="remaining")
+    def remaining_credits(self, obj: Grant) -> str:
+        return format_amount(obj.remaining)
+
+    @admin.display(description="status")
+    def status(self, obj: Grant) -> str:
+        from django.utils import timezone
+
+        return obj.status_at(timezone.now())
+
+    def get_urls(self):
+        return [path("<int:grant_id>/void/", self.admin_site.admin_view(self.void_view), name="wallets_grant_void"),
+                *super().get_urls()]
+
+    @admin.action(description="Void the unspent rest of the selected grant (asks for a reason)", permissions=["void"])
+    def void_action(self, request: HttpRequest, queryset: QuerySet[Grant]):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one grant to void.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:wallets_grant_void", args=[queryset.get().pk]))
+
+    def void_view(self, request: HttpRequest, grant_id: int) -> HttpResponse:
+        if not self.has_void_permission(request):
+            return HttpResponse("You may not void grants.", status=403)
+        grant = get_object_or_404(Grant.objects.select_related("wallet__project"), pk=grant_id)
+        form = GrantVoidForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.grant_void(grant=grant, reason=form.cleaned_data["reason"], actor=f"user:{request.user.pk}")
+            except ApiError as exc:
+                form.add_error(None, f"{exc.detail}")
+            else:
+                self.message_user(request, f"Grant {grant.pk} of {grant.wallet.project.slug} is voided.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:wallets_grant_changelist"))
+        context = {**self.admin_site.each_context(request), "title": f"Void grant {grant.pk}", "grant": grant,
+                   "remaining": format_amount(grant.remaining), "form": form, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/wallets/void_grant.html", context)
 
 
 @admin.register(Account)

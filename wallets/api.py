@@ -31,6 +31,9 @@ WALLET_FIELDS = {
     "available": serializers.CharField(), "status": serializers.CharField(), "updated_at": serializers.DateTimeField(),
     "burn_rate_per_hour": serializers.CharField(required=False), "runway_hours": serializers.CharField(
         required=False, allow_null=True, help_text="Hours the available credits last at the burn rate; null: no burn."),
+    "grants": serializers.DictField(child=serializers.CharField(),
+                                    help_text="Spendable credits by grant category: purchased, promotional, granted."),
+    "expiring_within_30_days": serializers.CharField(help_text="Of those, what expires within 30 days."),
 }
 WALLET_SCHEMA = inline_serializer("Wallet", WALLET_FIELDS)
 TRANSFER_SCHEMA = inline_serializer("Transfer", {

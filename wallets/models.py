@@ -94,6 +94,8 @@ class Account(models.Model):
         REVENUE = "revenue"
         PROMOTIONS = "promotions"
         ADJUSTMENTS = "adjustments"
+        EXPIRED = "expired"  # the unspent rest of grants past their expires_at (kind grant_expiry)
+        VOIDED = "voided"  # the unspent rest of grants staff voided (kind grant_void)
 
     kind = models.CharField(max_length=8, choices=Kind.choices)
     code = models.CharField(max_length=32, unique=True, null=True, blank=True, help_text="System accounts only.")
@@ -150,6 +152,8 @@ class Transfer(models.Model):
         USAGE = "usage"  # billing run charge for metered usage
         RESERVATION = "reservation"  # committed admission reservation
         REVERSAL = "reversal"  # correction of an earlier transfer
+        GRANT_EXPIRY = "grant_expiry"  # a grant's unspent rest at its expires_at: wallet → expired
+        GRANT_VOID = "grant_void"  # a grant's unspent rest voided by staff: wallet → voided
 
     # No single-column index on project: both composite indexes below start with it, and every index
     # is one more entry per transfer (a billing run writes 100,000 an hour).
@@ -281,3 +285,104 @@ class LedgerCheck(models.Model):
 
     def __str__(self) -> str:
         return f"ledger check {self.started_at:%Y-%m-%d %H:%M} UTC: " + ("ok" if self.ok else f"{self.drift_count} drift(s)")
+
+
+class Grant(models.Model):
+    """Credits a wallet received, and how much of them is left to spend. Written by wallets.ledger only.
+
+    Every credit into a wallet creates one (a top-up: purchased, a staff credit: granted), every debit
+    takes from them in the draw order (wallets/ledger/grants.py) and records a GrantDraw. Invariant:
+    the sum of a wallet's remaining equals max(balance, 0) (a wallet overdrawn by usage has nothing
+    left in any grant). Micro-credits. The status is derived (status_at), never stored.
+    """
+
+    class Category(models.TextChoices):
+        PURCHASED = "purchased"
+        PROMOTIONAL = "promotional"
+        GRANTED = "granted"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SCHEDULED = "scheduled"
+        EXPIRED = "expired"
+        VOIDED = "voided"
+        SPENT = "spent"
+
+    MAX_PRIORITY = 100  # priority 0..100, lower is drawn first
+    MAX_RESOURCE_TYPES = 20
+
+    wallet = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="grants", db_index=False)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    amount = models.BigIntegerField()  # micro-credits granted, > 0
+    remaining = models.BigIntegerField()  # micro-credits not spent, expired or voided yet
+    priority = models.PositiveSmallIntegerField()
+    effective_at = models.DateTimeField(null=True, blank=True, help_text="Not spendable before this.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The unspent rest expires at this time.")
+    # Resource type codes it is meant for; empty = all. Stored and validated; admission does not scope yet.
+    resource_types = models.JSONField(default=list, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=100, blank=True)
+    # The credit that brought it (none for a balance migrated from before grants). DO_NOTHING on the
+    # transfers: they are never deleted (the database refuses it, migration 0008), and Django's own
+    # PROTECT check would answer before that guard does.
+    source_transfer = models.OneToOneField(Transfer, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="grant")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set once, with the transfer that took its unspent rest out (expiry or void).
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_as = models.CharField(max_length=8, blank=True, choices=[("expired", "expired"), ("voided", "voided")])
+    closing_transfer = models.OneToOneField(Transfer, on_delete=models.DO_NOTHING, null=True, blank=True, related_name="+")
+    close_reason = models.CharField(max_length=500, blank=True)
+    closed_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [("void_grant", "Can void the unspent rest of a credit grant")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0, amount__lte=MAX_AMOUNT_MICROS), name="grant_amount_bounds"),
+            models.CheckConstraint(condition=Q(remaining__gte=0, remaining__lte=F("amount")), name="grant_remaining_bounds"),
+            models.CheckConstraint(condition=Q(priority__lte=100), name="grant_priority_bound"),
+            models.CheckConstraint(condition=Q(closed_at__isnull=True, closed_as="")
+                                   | Q(closed_at__isnull=False, closed_as__in=["expired", "voided"], remaining=0),
+                                   name="grant_closed_shape"),
+        ]
+        indexes = [
+            # Serves the draw: a wallet's grants with something left (one SELECT per debit).
+            models.Index(fields=["wallet", "id"], condition=Q(remaining__gt=0), name="grant_wallet_open"),
+            # Serves admission's "not spendable now" sum: almost no grant has either date, so the probe
+            # of a wallet without them finds nothing at once.
+            models.Index(fields=["wallet"], name="grant_wallet_restricted",
+                         condition=Q(remaining__gt=0) & (Q(expires_at__isnull=False) | Q(effective_at__isnull=False))),
+            # Serves the expiry task: open grants past expires_at.
+            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0, expires_at__isnull=False), name="grant_due"),
+            # Serves the grants list of a wallet, newest first.
+            models.Index(fields=["wallet", "-id"], name="grant_wallet_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant {self.id} {self.category} {format_amount(self.amount)}"
+
+    def status_at(self, now) -> str:
+        if self.closed_as:
+            return self.closed_as
+        if self.expires_at is not None and self.expires_at <= now:
+            return self.Status.EXPIRED
+        if self.remaining == 0:
+            return self.Status.SPENT
+        if self.effective_at is not None and self.effective_at > now:
+            return self.Status.SCHEDULED
+        return self.Status.ACTIVE
+
+
+class GrantDraw(models.Model):
+    """Which grants a transfer took from (amount > 0) or gave back to (amount < 0), in micro-credits, so a
+    statement explains every credit. Written by wallets.ledger only, with the transfer."""
+
+    transfer = models.ForeignKey(Transfer, on_delete=models.DO_NOTHING, related_name="draws")
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="draws")
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(amount=0), name="grant_draw_amount_not_zero")]
+
+    def __str__(self) -> str:
+        return f"transfer {self.transfer_id} grant {self.grant_id}: {format_amount(self.amount)}"

@@ -9,7 +9,8 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from .models import Account, Transfer
+from .ledger.grants import unspendable
+from .models import Account, Grant, Transfer
 
 # --- A wallet as every reader shows it ---------------------------------------------------------
 # A hold past its expiry still counts in Account.reserved until the expiry task (every minute)
@@ -28,14 +29,17 @@ def register_overdue_holds(reader: OverdueHoldsReader) -> OverdueHoldsReader:
 
 @dataclass(frozen=True)
 class WalletFigures:
-    """Micro-credits. reserved: held by live holds only (an overdue hold is already freed)."""
+    """Micro-credits. reserved: held by live holds only (an overdue hold is already freed).
+    unspendable: the rest of grants past expires_at (expired at once for every reader, before the
+    expiry task moves it) or not effective yet; part of the balance until then, never of available."""
 
     balance: int
     reserved: int
+    unspendable: int = 0
 
     @property
     def available(self) -> int:
-        return self.balance - self.reserved
+        return self.balance - self.reserved - self.unspendable
 
 
 def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -> dict[int, WalletFigures]:
@@ -48,8 +52,52 @@ def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -
     for reader in _overdue_hold_readers if holding else ():
         for project_id, amount in reader(holding, now).items():
             overdue[project_id] = overdue.get(project_id, 0) + amount
-    return {w.project_id: WalletFigures(balance=w.balance, reserved=max(w.reserved - overdue.get(w.project_id, 0), 0))
+    # One query for all of them, through the partial index of dated grants (usually finds nothing).
+    held_back = unspendable([w.id for w in wallets], now=now)
+    return {w.project_id: WalletFigures(balance=w.balance, reserved=max(w.reserved - overdue.get(w.project_id, 0), 0),
+                                        unspendable=held_back.get(w.id, 0))
             for w in wallets}
+
+
+# --- Grants ------------------------------------------------------------------------------------
+EXPIRING_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class GrantSummary:
+    """Micro-credits of a wallet's spendable grants by category, and what of them expires within
+    EXPIRING_WINDOW_DAYS (scheduled grants count in neither)."""
+
+    by_category: dict[str, int]
+    expiring_soon: int
+
+
+def wallet_grant_summary(wallet_id: int, *, now: datetime | None = None) -> GrantSummary:
+    from datetime import timedelta
+
+    now = now or timezone.now()
+    spendable = (Grant.objects.filter(wallet_id=wallet_id, remaining__gt=0, closed_at__isnull=True)
+                 .filter(Q(effective_at__isnull=True) | Q(effective_at__lte=now))
+                 .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)))
+    by_category = {category: 0 for category in Grant.Category.values}
+    for row in spendable.values("category").annotate(total=Sum("remaining")):
+        by_category[row["category"]] = row["total"]
+    soon = spendable.filter(expires_at__lte=now + timedelta(days=EXPIRING_WINDOW_DAYS)).aggregate(
+        total=Sum("remaining"))["total"] or 0
+    return GrantSummary(by_category=by_category, expiring_soon=soon)
+
+
+def grant_sum_drifts() -> list[str]:
+    """I5: each wallet's grants hold max(balance, 0) between them (wallets/ledger/grants.py)."""
+    sums = dict(Grant.objects.filter(remaining__gt=0).values("wallet_id").annotate(s=Sum("remaining"))
+                .values_list("wallet_id", "s"))
+    drifts = []
+    wallets = Account.objects.filter(kind=Account.Kind.WALLET).values_list("id", "project_id", "balance").order_by("id")
+    for wallet_id, project_id, balance in wallets.iterator(chunk_size=2000):
+        if sums.get(wallet_id, 0) != max(balance, 0):
+            drifts.append(f"wallet of project {project_id} (account {wallet_id}): its grants hold "
+                          f"{sums.get(wallet_id, 0)}, its balance is {balance} (micro-credits)")
+    return drifts
 
 
 def wallets_balance_total() -> int:
@@ -82,7 +130,9 @@ def derived_balances() -> dict[int, int]:
 
 # Transfers out of a wallet that may take its available below zero: usage that already happened, and a
 # card payment given back. A hold or a debit never may (the ledger refuses both beyond available).
-OVERDRAWING_KINDS = (Transfer.Kind.USAGE, Transfer.Kind.REFUND)
+# A grant's expiry or void takes its rest, which pending holds may have counted on (a void at any time;
+# an expiry only of holds taken before grants existed or left overdue).
+OVERDRAWING_KINDS = (Transfer.Kind.USAGE, Transfer.Kind.REFUND, Transfer.Kind.GRANT_EXPIRY, Transfer.Kind.GRANT_VOID)
 
 
 def _ledger_sums() -> tuple[dict[int, int], dict[int, int]]:
@@ -151,6 +201,7 @@ def read_snapshot() -> Iterator[None]:
 def ledger_check() -> LedgerReport:
     """The ledger's invariants, in one read snapshot; each drift names its wallet.
 
+    I5 each wallet's grants hold max(balance, 0) between them (grant_sum_drifts).
     I1 each wallet's cached balance equals the sum of its transfers; I3 all accounts sum to zero
     (transfers, and wallets counted by their cached balance); I2 no wallet's available went below
     zero through a hold or a debit: balance - reserved + what OVERDRAWING_KINDS took from it >= 0
@@ -180,6 +231,7 @@ def ledger_check() -> LedgerReport:
                     "(micro-credits): a hold or a debit overdrew it"
                 )
         system_ids = set(Account.objects.filter(kind=Account.Kind.SYSTEM).values_list("id", flat=True))
+        drifts.extend(grant_sum_drifts())
     # Wallets are counted by their cached balance so that cached drift shows in the total too.
     total = cached_total + sum(v for k, v in derived.items() if k in system_ids)
     if sum(derived.values()) != 0:

@@ -8,7 +8,7 @@ from creditservice.lib.pagination import MAX_CURSOR_LENGTH, MAX_PAGE_SIZE
 from creditservice.lib.text import PlainTextField
 
 from .models import Project, Transfer
-from .selectors import wallet_figures_of
+from .selectors import EXPIRING_WINDOW_DAYS, wallet_figures_of, wallet_grant_summary
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -45,6 +45,9 @@ def wallet_body(project: Project) -> dict:
         "status": project.status,
         "updated_at": wallet.updated_at.isoformat().replace("+00:00", "Z"),
     }
+    grants = wallet_grant_summary(wallet.id)
+    body["grants"] = {category: format_amount(total) for category, total in grants.by_category.items()}
+    body[f"expiring_within_{EXPIRING_WINDOW_DAYS}_days"] = format_amount(grants.expiring_soon)
     for extension in wallet_body_extensions:
         body.update(extension(project))
     return body

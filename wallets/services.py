@@ -10,7 +10,8 @@ from creditservice.lib.errors import Conflict, InsufficientCredits
 from creditservice.lib.money import format_amount
 
 from . import ledger
-from .models import Account, LedgerCheck, Membership, Project, Transfer
+from .ledger.grants import GrantTerms
+from .models import Account, Grant, LedgerCheck, Membership, Project, Transfer
 from .selectors import LedgerReport, full_check, project_wallet_figures
 
 # A hold past its expiry is already free for readers and admission, but still counted in the wallet's
@@ -65,6 +66,33 @@ def wallet_debit(*, project: Project, amount: int, reason: str, idempotency_key:
                 "not enough available credits", requested=format_amount(amount),
                 available=format_amount(project_wallet_figures(project.id).available)) from None
     raise AssertionError("unreachable")
+
+
+# Bounds where grants enter through the API: each debit reads a wallet's open grants.
+MAX_OPEN_GRANTS = 1000
+
+
+def grant_create(*, project: Project, category: str, amount: int, reason: str, actor: str, idempotency_key: str,
+                 priority: int | None = None, effective_at=None, expires_at=None,
+                 resource_types: list[str] | None = None) -> Grant:
+    """A promotional or granted grant: one ledger transfer promotions/adjustments → wallet that makes it."""
+    if category not in (Grant.Category.PROMOTIONAL, Grant.Category.GRANTED):
+        raise ValueError("the API grants promotional or granted credits; purchased ones come from top-ups")
+    if Grant.objects.filter(wallet__project=project, remaining__gt=0).count() >= MAX_OPEN_GRANTS:
+        raise Conflict(f"this wallet has {MAX_OPEN_GRANTS} open grants already", code="too_many_grants")
+    promotional = category == Grant.Category.PROMOTIONAL
+    record, _ = ledger.transfer(
+        project=project, direction="in", amount=amount, idempotency_key=idempotency_key, reason=reason, actor=actor,
+        system_code=Account.System.PROMOTIONS if promotional else Account.System.ADJUSTMENTS,
+        kind=Transfer.Kind.PROMOTION if promotional else Transfer.Kind.CREDIT,
+        grant=GrantTerms(category=category, priority=priority, effective_at=effective_at, expires_at=expires_at,
+                         resource_types=resource_types or []))
+    return Grant.objects.get(source_transfer=record)
+
+
+def grant_void(*, grant: Grant, reason: str, actor: str) -> Grant:
+    """Void a grant's unspent rest (a reversing transfer wallet → voided, with actor and reason)."""
+    return ledger.grant_void(grant_id=grant.id, reason=reason, actor=actor)
 
 
 def ledger_check_run(*, source: str, record: bool = True) -> tuple[LedgerReport, LedgerCheck | None]:

@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 
-from . import idempotency, services
+from . import idempotency, ledger, services
 from .models import LedgerCheck
 
 log = logging.getLogger(__name__)
@@ -22,3 +22,9 @@ def check_ledger() -> dict:
     if not report.ok:
         log.error("ledger check %s found %d drift(s), first: %s", row.id, len(report.drifts), "; ".join(report.drifts[:5]))
     return {"ledger_check": row.id, "ok": report.ok, "drifts": len(report.drifts)}
+
+
+@shared_task(name="wallets.expire_grants")
+def expire_grants() -> int:
+    """Expire the unspent rest of grants past expires_at (each once; safe to run twice); every minute."""
+    return ledger.grants_expire_due()

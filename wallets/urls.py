@@ -1,6 +1,6 @@
 from creditservice.lib.routes import api_path
 
-from . import api
+from . import api, api_grants
 
 urlpatterns = [
     api_path("projects/", api.ProjectListView.as_view(), name="project-list"),
@@ -9,4 +9,6 @@ urlpatterns = [
     api_path("projects/<slug:slug>/transactions", api.TransactionListView.as_view(), name="transactions"),
     api_path("projects/<slug:slug>/wallet/credit", api.WalletCreditView.as_view(), name="wallet-credit"),
     api_path("projects/<slug:slug>/wallet/debit", api.WalletDebitView.as_view(), name="wallet-debit"),
+    api_path("projects/<slug:slug>/grants", api_grants.GrantListView.as_view(), name="grants"),
+    api_path("grants/<int:grant_id>/void", api_grants.GrantVoidView.as_view(), name="grant-void"),
 ]

@@ -13,7 +13,8 @@ I2  no available balance went below zero through a hold or a debit. Provable fro
 I3  the sum over all accounts is zero (wallets by their cached balance, system accounts by their
     transfers);
 I4  each wallet's reserved equals the amounts its pending reservations hold, and each quota's
-    reserved the quantities (and no pending hold lacks its quota row).
+    reserved the quantities (and no pending hold lacks its quota row);
+I5  each wallet's credit grants hold max(balance, 0) between them (wallets.selectors.grant_sum_drifts).
 
 The checks are the ledger's own (wallets.selectors.ledger_check: I1-I3, quotas.selectors: I4), run
 in one read snapshot; the nightly check and `manage.py check_ledger` run the same code, so a test and

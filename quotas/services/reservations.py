@@ -125,7 +125,7 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, 
                 raise _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
                                                 status=project.status), retry_after_expiry=False)
             # (2) The wallet row: reserved += amount where available covers it.
-            state = ledger.hold(wallet_id=project.wallet_id, amount=amount)
+            state = ledger.hold(wallet_id=project.wallet_id, amount=amount, until=expires_at)
             if state is None:
                 balance, reserved = Account.objects.filter(id=project.wallet_id).values_list("balance", "reserved").get()
                 raise _Refused(InsufficientCredits("not enough available credits for this reservation",

@@ -32,6 +32,8 @@ from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_BALANCE_MICROS, forma
 from creditservice.lib.queries import db_datetime
 
 from ..models import Account, Project, Transfer
+from . import grants
+from .grants import GrantTerms
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +157,19 @@ def balance_guard(delta: int, balance: str = "balance") -> tuple[str, list[int]]
 
 
 def _apply_to_wallet(wallet_id: int, delta: int, *, require_available: int | None, release_hold: int = 0,
-                     bounded: bool = True) -> WalletState | None:
+                     bounded: bool = True, until=None) -> WalletState | None:
     """balance += delta and reserved -= release_hold in one statement; None when a guard refuses.
 
-    require_available: the amount that must be available (balance - reserved) before the change.
+    require_available: the amount that must be available before the change: balance - reserved - the
+    credits of grants not spendable until `until` (default now; see grants.unspendable_sql).
     bounded: refuse a balance outside ±MAX_BALANCE_MICROS (every change but the commit of a hold).
     """
     guard = ""
     params: list[Any] = [delta, release_hold, wallet_id]
     if require_available is not None:
-        guard = " AND balance - reserved >= %s"
-        params.append(require_available)
+        now = timezone.now()
+        guard = f" AND balance - reserved - {grants.unspendable_sql(_WALLET + '.id', '%s', '%s')} >= %s"
+        params += [db_datetime(until or now), db_datetime(now), require_available]
     if bounded and delta:
         condition, bound = balance_guard(delta)
         guard += f" AND {condition}"
@@ -194,6 +198,8 @@ def transfer(
     actor: str = "system",
     require_funds: bool = False,
     release_hold: int = 0,
+    grant: GrantTerms | None = None,
+    draw_grant_id: int | None = None,
 ) -> tuple[Transfer, bool]:
     """Move `amount` micro-credits between a project's wallet and a system account.
 
@@ -202,6 +208,9 @@ def transfer(
     billing charges pass False because usage already happened and may overdraw the wallet.
     release_hold: micro-credits of reserved to drop in the same statement (commit of a hold).
     Returns (transfer, created). A repeated idempotency_key returns the first transfer, moving nothing.
+    Grants (grants.py): a credit makes a grant (`grant`: its terms) or, as a credit-back, gives back to
+    the grants usage drew from; a debit draws from the grants in the draw order, or only from
+    `draw_grant_id` (a grant's expiry or void).
     The funded or unfunded hooks run inside the same transaction (see on_wallet_funded).
     """
     if amount <= 0:
@@ -249,6 +258,7 @@ def transfer(
                 actor=actor,
                 wallet_balance_after=state.balance,
             )
+            _grant_side(record, wallet_id=wallet_id, direction=direction, grant=grant, draw_grant_id=draw_grant_id)
             # The hooks run in this transaction, after the wallet moved: the project's status changes
             # with the money, and a caller that answers from this transaction (the wallet API, whose
             # stored answer commits with the effect) shows the state after both.
@@ -269,12 +279,28 @@ def transfer(
     return record, True
 
 
-def hold(*, wallet_id: int, amount: int) -> WalletState | None:
-    """reserved += amount if available covers it; None when it does not. Call inside the caller's atomic block."""
+def _grant_side(record: Transfer, *, wallet_id: int, direction: str, grant: GrantTerms | None,
+                draw_grant_id: int | None) -> None:
+    if direction == "in":
+        grants.credit(wallet_id=wallet_id, transfer_id=record.id, kind=record.kind, amount=record.amount,
+                      balance_after=record.wallet_balance_after, reason=record.reason, actor=record.actor, terms=grant)
+    elif draw_grant_id is not None:
+        grants.draw_from(grant_id=draw_grant_id, transfer_id=record.id, amount=record.amount)
+    elif record.kind == Transfer.Kind.REFUND:
+        grants.draw_refund(wallet_id=wallet_id, transfer_id=record.id, amount=record.amount,
+                           checkout_session=(record.metadata or {}).get("checkout_session"), now=record.created_at)
+    else:
+        grants.draw(wallet_id=wallet_id, transfer_id=record.id, amount=record.amount, now=record.created_at)
+
+
+def hold(*, wallet_id: int, amount: int, until=None) -> WalletState | None:
+    """reserved += amount if available covers it; None when it does not. Call inside the caller's atomic block.
+
+    until: the hold's expiry; credits of grants expiring by then do not cover it (grants.py)."""
     if amount > MAX_AMOUNT_MICROS:
         raise AmountLimitExceeded(f"one hold is at most {format_amount(MAX_AMOUNT_MICROS)} credits",
                                   limit=format_amount(MAX_AMOUNT_MICROS), requested=format_amount(amount))
-    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount)
+    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount, until=until)
 
 
 def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> WalletState:
@@ -315,16 +341,18 @@ def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str,
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"WITH w AS (UPDATE {_WALLET} SET balance = balance - %s, updated_at = %s "
-                f"WHERE id = %s AND balance - reserved >= %s RETURNING balance, reserved) "
+                f"WHERE id = %s AND balance - reserved - {grants.unspendable_sql(_WALLET + '.id', '%s', '%s')} >= %s "
+                f"RETURNING balance, reserved) "
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
                 f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, w.balance, %s FROM w RETURNING wallet_balance_after, "
-                f"(SELECT reserved FROM w)",
-                [amount, now, wallet_id, amount, *params, now],
+                f"(SELECT reserved FROM w), id",
+                [amount, now, wallet_id, now, now, amount, *params, now],
             )
             row = cursor.fetchone()
             if row is None:
                 return None
             state = WalletState(balance=row[0], reserved=row[1])
+            transfer_id = row[2]
         else:
             state = _apply_to_wallet(wallet_id, -amount, require_available=amount, bounded=False)
             if state is None:
@@ -333,6 +361,8 @@ def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str,
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [*params, state.balance, db_datetime(now)],
             )
+            transfer_id = cursor.lastrowid
+    grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now)
     if state.available <= 0:
         _run_hooks(_unfunded_hooks, project_id)
     _wallet_changed(project_id)
@@ -387,13 +417,13 @@ def commit_hold(
                 f"WHERE id = %s RETURNING balance, reserved) "
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
                 f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, w.balance, %s FROM w RETURNING wallet_balance_after, "
-                f"(SELECT reserved FROM w)",
+                f"(SELECT reserved FROM w), id",
                 [amount, held, now, wallet_id, *params, now],
             )
             row = cursor.fetchone()
             if row is None:
                 raise Account.DoesNotExist(f"no wallet {wallet_id}")
-            balance, reserved = row
+            balance, reserved, transfer_id = row
         else:
             state = _apply_to_wallet(wallet_id, -amount, require_available=None, release_hold=held, bounded=False)
             if state is None:
@@ -403,6 +433,8 @@ def commit_hold(
                 f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [*params, balance, db_datetime(now)],
             )
+            transfer_id = cursor.lastrowid
+    grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now)
     if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - amount):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
     _wallet_changed(project_id)
@@ -416,11 +448,13 @@ def commit_hold(
 
 def hold_cte(source: str) -> str:
     """UPDATE … FROM source: reserved += source.amount on source.wallet_id, if available covers it and
-    source.admits is true. RETURNING id, balance, reserved; no row = refused (nothing changed)."""
+    source.admits is true. RETURNING id, balance, reserved; no row = refused (nothing changed).
+    source.until: the hold's expiry (credits of grants expiring by then do not cover it, as in hold())."""
+    unspendable = grants.unspendable_sql(f"{_WALLET}.id", f"{source}.until", f"{source}.now")
     return (
         f"UPDATE {_WALLET} SET reserved = {_WALLET}.reserved + {source}.amount, updated_at = {source}.now "
         f"FROM {source} WHERE {_WALLET}.id = {source}.wallet_id AND {source}.admits "
-        f"AND {_WALLET}.balance - {_WALLET}.reserved >= {source}.amount "
+        f"AND {_WALLET}.balance - {_WALLET}.reserved - {unspendable} >= {source}.amount "
         f"RETURNING {_WALLET}.id, {_WALLET}.balance, {_WALLET}.reserved"
     )
 
@@ -442,8 +476,14 @@ def commit_hold_ctes(source: str, *, wallet: str, transfer: str, system_code: st
     )
 
 
-def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int, charge: int) -> None:
-    """Run the funded hooks as commit_hold() does, for a commit made through commit_hold_ctes()."""
+def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int, charge: int,
+                      wallet_id: int | None = None, transfer_id: int | None = None) -> None:
+    """Draw from the grants and run the funded hooks as commit_hold() does, for a commit made through
+    commit_hold_ctes() (its transfer_id: none when it charged nothing). Its own statement, after the
+    commit's: the wallet row is locked by then, so the draw sees the grants as the last holder left them."""
+    if transfer_id is not None and charge > 0:
+        grants.draw(wallet_id=wallet_id or wallet_account_id(project_id), transfer_id=transfer_id, amount=charge,
+                    now=timezone.now())
     if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - charge):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
     _wallet_changed(project_id)
@@ -451,3 +491,4 @@ def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int
 
 # The set-based path of the billing batch; imported last, it uses the helpers above.
 from .bulk import BulkResult, BulkTransfer, transfer_many  # noqa: E402, F401
+from .closing import grant_expire, grant_void, grants_expire_due  # noqa: E402, F401

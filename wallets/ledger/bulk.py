@@ -25,6 +25,7 @@ from . import (
     _now,
     _run_funded_hooks,
     _wallet_changed,
+    grants,
     system_account_id,
 )
 
@@ -73,8 +74,9 @@ def transfer_many(
     system_id = system_account_id(system_code)
     write = _write_pg if connection.vendor == "postgresql" else _write_portable
     with transaction.atomic():
-        ids, moved = write(transfers=transfers, keys=keys, direction=direction, system_id=system_id, kind=kind,
-                           reason=reason, actor=actor, known_new=known_new)
+        ids, moved, created = write(transfers=transfers, keys=keys, direction=direction, system_id=system_id,
+                                    kind=kind, reason=reason, actor=actor, known_new=known_new)
+        _grant_sides(created, direction=direction, kind=kind, reason=reason, actor=actor)
         if direction == "in":
             for project_id in moved:
                 transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
@@ -108,7 +110,7 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
             existing = dict(raw.fetchall())
         todo = [t for t in transfers if t.idempotency_key not in existing] if existing else transfers
         if not todo:
-            return existing, []
+            return existing, [], []
         deltas: dict[int, int] = {}
         for t in todo:
             deltas[t.project_id] = deltas.get(t.project_id, 0) + sign * t.amount
@@ -158,9 +160,31 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
     ids = {**existing, **created}
     if len(ids) != len(keys):
         _raise_for_missing(transfers, ids)
+    new_ids = sorted(created.values())
     if direction == "in":
-        return ids, [p for p, (_, _, available, reserved) in wallet_of.items() if _may_be_funded(available, reserved)]
-    return ids, [p for p, (_, _, available, _) in wallet_of.items() if available <= 0]
+        return ids, [p for p, (_, _, available, reserved) in wallet_of.items() if _may_be_funded(available, reserved)], new_ids
+    return ids, [p for p, (_, _, available, _) in wallet_of.items() if available <= 0], new_ids
+
+
+def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: str, actor: str) -> None:
+    """The grants' side of each new transfer, in the order they were written (as ledger.transfer does
+    for one): a credit-back gives back to its grants, a charge draws from them. One read of the new
+    transfers, then per transfer one draw statement (PostgreSQL) under the wallet locks the batch took."""
+    if not transfer_ids:
+        return
+    now = _now()
+    for start in range(0, len(transfer_ids), 1000):
+        part = transfer_ids[start:start + 1000]
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, debit_account_id, credit_account_id, amount, wallet_balance_after FROM {_TRANSFER} "
+                           f"WHERE id IN ({', '.join(['%s'] * len(part))}) ORDER BY id", part)
+            rows = cursor.fetchall()
+        for transfer_id, debit_id, credit_id, amount, balance_after in rows:
+            if direction == "in":
+                grants.credit(wallet_id=credit_id, transfer_id=transfer_id, kind=kind, amount=amount,
+                              balance_after=balance_after, reason=reason, actor=actor, terms=None)
+            else:
+                grants.draw(wallet_id=debit_id, transfer_id=transfer_id, amount=amount, now=now)
 
 
 def _may_be_funded(available: int, reserved: int) -> bool:
@@ -271,4 +295,4 @@ def _write_portable(*, transfers, keys, direction, system_id, kind, reason, acto
         crossed = sorted(p for p in deltas if _may_be_funded(wallet_of[p][1] - wallet_of[p][2], wallet_of[p][2]))
     else:
         crossed = sorted(p for p in deltas if wallet_of[p][1] - wallet_of[p][2] <= 0)
-    return {**existing, **created}, crossed
+    return {**existing, **created}, crossed, sorted(created.values())

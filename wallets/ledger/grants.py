@@ -1,0 +1,198 @@
+"""Credit grants inside the ledger: every credit into a wallet creates a grant, every debit takes from
+the wallet's grants in the draw order and records what it took (GrantDraw), in the transaction of the
+transfer and after the wallet row is locked by its UPDATE. The wallet row is the only lock: every
+change of a grant happens under it, so each statement here sees the grants as the last holder left them.
+
+Draw order (one rule, DRAW_ORDER_SQL): grants spendable now first, by priority (lower first), then
+soonest expires_at (none = last), then oldest (id). A debit that cannot be refused (a commit, a usage
+charge, a refund) and finds the spendable grants empty goes on to grants past expires_at whose rest
+the expiry task has not moved yet, then to scheduled ones: so no grant ever holds credits the wallet
+no longer has. Invariant: the sum of a wallet's remaining is max(balance, 0); a wallet overdrawn by
+usage has nothing left in any grant, and the next credit pays that debt first (a draw on itself).
+
+Admission (holds, debits that need funds, gateway charges) counts only spendable credits:
+available = balance - reserved - unspendable, where unspendable is the rest of grants past
+expires_at (treated as expired at once, before the beat task moved it) or before effective_at.
+A hold counts as unspendable what expires before the hold does (`until` = the reservation's
+expires_at): a reservation is refused at reserve time rather than left pending on credits that
+expire before it may be committed. Resource types are stored and validated, not yet scoped: every
+grant applies to every resource type in admission.
+
+Bounds: a debit reads at most the wallet's open grants (grants.MAX_OPEN_GRANTS per wallet for grants
+made through the API); a credit-back looks at most CREDIT_BACK_SOURCES source grants.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+
+from creditservice.lib.queries import db_datetime
+
+from ..models import Grant, GrantDraw, Transfer
+
+_GRANT = Grant._meta.db_table
+_DRAW = GrantDraw._meta.db_table
+_TRANSFER = Transfer._meta.db_table
+
+DEFAULT_PRIORITY = {Grant.Category.PROMOTIONAL: 10, Grant.Category.GRANTED: 20, Grant.Category.PURCHASED: 50}
+CATEGORY_OF_KIND = {Transfer.Kind.TOP_UP: Grant.Category.PURCHASED, Transfer.Kind.PROMOTION: Grant.Category.PROMOTIONAL}
+CREDIT_BACK_SOURCES = 100
+# Kinds whose debits are given back to their sources by a later credit-back (billing's usage reversal).
+CREDIT_BACK_KIND = Transfer.Kind.REVERSAL
+CREDITED_BACK_KINDS = (Transfer.Kind.USAGE, Transfer.Kind.REVERSAL)
+
+# %(now)s: spendable (0), past expires_at (1), scheduled (2); then priority, soonest expiry, oldest.
+DRAW_ORDER_SQL = (
+    "CASE WHEN effective_at > %(now)s THEN 2 WHEN expires_at <= %(now)s THEN 1 ELSE 0 END, "
+    "priority, expires_at IS NULL, expires_at, id"
+)
+
+
+def unspendable_sql(wallet_ref: str, until: str, now: str) -> str:
+    """SQL: micro-credits of the wallet `wallet_ref` (an SQL expression of its id) that admission may not
+    count: the rest of grants expiring at or before `until`, or not effective yet at `now`. Its WHERE is
+    the partial index grant_wallet_restricted's condition, so a wallet without dated grants costs one
+    empty index probe."""
+    return (
+        f"(SELECT COALESCE(SUM(g.remaining), 0) FROM {_GRANT} g WHERE g.wallet_id = {wallet_ref} "
+        "AND g.remaining > 0 AND (g.expires_at IS NOT NULL OR g.effective_at IS NOT NULL) "
+        f"AND (g.expires_at <= {until} OR g.effective_at > {now}))"
+    )
+
+
+def unspendable(wallet_ids: list[int], *, now: datetime) -> dict[int, int]:
+    """{wallet id: micro-credits not spendable at `now`} for readers (wallets with none are left out)."""
+    if not wallet_ids:
+        return {}
+    out: dict[int, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(wallet_ids), 500):
+            part = wallet_ids[start:start + 500]
+            cursor.execute(
+                f"SELECT wallet_id, SUM(remaining) FROM {_GRANT} WHERE wallet_id IN ({', '.join(['%s'] * len(part))}) "
+                "AND remaining > 0 AND (expires_at IS NOT NULL OR effective_at IS NOT NULL) "
+                "AND (expires_at <= %s OR effective_at > %s) GROUP BY wallet_id",
+                [*part, db_datetime(now), db_datetime(now)])
+            out.update({wallet_id: total for wallet_id, total in cursor.fetchall() if total})
+    return out
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """How the grant of a credit is made; None fields take the defaults of its category."""
+
+    category: str | None = None
+    priority: int | None = None
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    resource_types: list[str] = field(default_factory=list)
+
+
+def _draw_select(wallet_id: int, amount: int, now: datetime) -> tuple[str, dict]:
+    sql = (
+        f"WITH g AS (SELECT id, remaining, SUM(remaining) OVER (ORDER BY {DRAW_ORDER_SQL}) AS upto "
+        f"FROM {_GRANT} WHERE wallet_id = %(wallet)s AND remaining > 0), "
+        "d AS (SELECT id, CASE WHEN remaining < %(amount)s - (upto - remaining) THEN remaining "
+        "ELSE %(amount)s - (upto - remaining) END AS take FROM g WHERE upto - remaining < %(amount)s) "
+    )
+    return sql, {"wallet": wallet_id, "amount": amount, "now": db_datetime(now)}
+
+
+def draw(*, wallet_id: int, transfer_id: int, amount: int, now: datetime) -> None:
+    """Take `amount` micro-credits (a debit already applied to the wallet) from its grants in the draw
+    order and record the draws of `transfer_id`. Less when the grants hold less (an overdraft).
+    PostgreSQL: one statement; SQLite: one SELECT, one UPDATE and one INSERT batch."""
+    sql, params = _draw_select(wallet_id, amount, now)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            params["transfer"] = transfer_id
+            cursor.execute(
+                sql + f", u AS (UPDATE {_GRANT} SET remaining = {_GRANT}.remaining - d.take FROM d "
+                f"WHERE {_GRANT}.id = d.id) INSERT INTO {_DRAW} (transfer_id, grant_id, amount) "
+                "SELECT %(transfer)s, id, take FROM d", params)
+            return
+        cursor.execute(sql + "SELECT id, take FROM d", params)
+        takes = cursor.fetchall()
+        _write_draws(cursor, transfer_id, [(grant_id, take) for grant_id, take in takes])
+
+
+def _write_draws(cursor, transfer_id: int, takes: list[tuple[int, int]]) -> None:
+    """remaining -= take for each (grant, take) (negative: given back) and one draw row each."""
+    if not takes:
+        return
+    cursor.executemany(f"UPDATE {_GRANT} SET remaining = remaining - %s WHERE id = %s",
+                       [(take, grant_id) for grant_id, take in takes])
+    cursor.executemany(f"INSERT INTO {_DRAW} (transfer_id, grant_id, amount) VALUES (%s, %s, %s)",
+                       [(transfer_id, grant_id, take) for grant_id, take in takes])
+
+
+def draw_from(*, grant_id: int, transfer_id: int, amount: int) -> None:
+    """Take `amount` from one grant (its expiry or void: the transfer moves exactly its rest)."""
+    with connection.cursor() as cursor:
+        _write_draws(cursor, transfer_id, [(grant_id, amount)])
+
+
+def draw_refund(*, wallet_id: int, transfer_id: int, amount: int, checkout_session: object, now: datetime) -> None:
+    """A card refund takes first from the purchased grant of its own top-up (same checkout session),
+    then in the draw order."""
+    source = (Grant.objects.filter(wallet_id=wallet_id, remaining__gt=0, source_transfer__kind=Transfer.Kind.TOP_UP,
+                                   source_transfer__metadata__checkout_session=checkout_session)
+              .values_list("id", "remaining").first()) if checkout_session is not None else None
+    if source is not None:
+        take = min(source[1], amount)
+        draw_from(grant_id=source[0], transfer_id=transfer_id, amount=take)
+        amount -= take
+    if amount > 0:
+        draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now)
+
+
+def credit(*, wallet_id: int, transfer_id: int, kind: str, amount: int, balance_after: int, reason: str,
+           actor: str, terms: GrantTerms | None) -> None:
+    """The grant side of a credit of `amount` that left the wallet at `balance_after` (micro-credits).
+
+    The wallet's grants gain min(amount, max(balance_after, 0)) in total (what was overdrawn is paid
+    first). A credit-back (CREDIT_BACK_KIND) gives that back to the open grants its usage drew from,
+    most recently drawn first; whatever is not given back makes a new grant of this transfer, its
+    category from the kind (a top-up: purchased, a promotion: promotional, anything else: granted).
+    """
+    gain = min(amount, max(balance_after, 0))
+    returned = 0
+    with connection.cursor() as cursor:
+        if kind == CREDIT_BACK_KIND and gain > 0:
+            returned = _give_back(cursor, wallet_id=wallet_id, transfer_id=transfer_id, amount=gain)
+        rest = amount - returned
+        if rest <= 0:
+            return
+        terms = terms or GrantTerms()
+        category = terms.category or CATEGORY_OF_KIND.get(kind, Grant.Category.GRANTED)
+        grant = Grant.objects.create(
+            wallet_id=wallet_id, category=category, amount=rest, remaining=gain - returned,
+            priority=DEFAULT_PRIORITY[category] if terms.priority is None else terms.priority,
+            effective_at=terms.effective_at, expires_at=terms.expires_at, resource_types=list(terms.resource_types),
+            reason=reason[:500], actor=actor[:100], source_transfer_id=transfer_id)
+        if grant.remaining < rest:
+            # The part that paid what the wallet owed: drawn from the new grant at once, so it shows.
+            cursor.execute(f"INSERT INTO {_DRAW} (transfer_id, grant_id, amount) VALUES (%s, %s, %s)",
+                           [transfer_id, grant.id, rest - grant.remaining])
+
+
+def _give_back(cursor, *, wallet_id: int, transfer_id: int, amount: int) -> int:
+    """Give up to `amount` back to the open grants usage drew from (net of earlier credit-backs), most
+    recently drawn first; returns what was given back."""
+    kinds = [str(k) for k in CREDITED_BACK_KINDS]
+    cursor.execute(
+        f"SELECT d.grant_id, SUM(d.amount), MAX(d.id) FROM {_DRAW} d JOIN {_GRANT} g ON g.id = d.grant_id "
+        f"JOIN {_TRANSFER} t ON t.id = d.transfer_id WHERE g.wallet_id = %s AND g.closed_at IS NULL "
+        f"AND t.kind IN ({', '.join(['%s'] * len(kinds))}) GROUP BY d.grant_id HAVING SUM(d.amount) > 0 "
+        f"ORDER BY MAX(d.id) DESC LIMIT {CREDIT_BACK_SOURCES}",
+        [wallet_id, *kinds])
+    takes, left = [], amount
+    for grant_id, net, _ in cursor.fetchall():
+        if left <= 0:
+            break
+        give = min(net, left)
+        takes.append((grant_id, -give))
+        left -= give
+    _write_draws(cursor, transfer_id, takes)
+    return amount - left
