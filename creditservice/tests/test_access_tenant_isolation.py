@@ -117,6 +117,8 @@ PORTAL = {
     "topup-success": ("GET", "/portal/{project}/topup/success?session_id={session}"),
     "topup-cancel": ("GET", "/portal/{project}/topup/cancel"),
     "topup-status": ("GET", "/portal/{project}/topup/status?session_id={session}"),
+    "autotopup": ("POST", "/portal/{project}/auto-top-up"),
+    "autotopup-card": ("POST", "/portal/{project}/auto-top-up/card"),
 }
 
 
