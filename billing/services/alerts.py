@@ -32,7 +32,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from creditservice.lib.enqueue import enqueue
-from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
+from creditservice.lib.errors import Conflict, LimitExceeded, ValidationFailed
+from creditservice.lib.money import MAX_AMOUNT_MICROS, MoneyError, format_amount, parse_amount
 from quotas.selectors import budget_status
 from wallets.models import Membership, Project
 from wallets.selectors import project_wallet_figures
@@ -58,8 +59,10 @@ MAX_EMAIL_ATTEMPTS = 5
 SWEEP_EMAIL_BATCH = 500
 
 
-class AlertRefused(ValueError):
-    """An alert that cannot be added: the message says why (the API answers it as a 422)."""
+class AlertRefused(LimitExceeded):
+    """An alert beyond the bounds, or one too many for the project (422)."""
+
+    code = "alert_refused"
 
 
 # --- Which projects have alerts: the hot path's in-memory answer ----------------------------------
@@ -106,11 +109,24 @@ def _evaluate_logged(project_id: int, metrics: tuple[str, ...] | None = (Metric.
 
 # --- Adding and removing ---------------------------------------------------------------------------
 
+def alert_threshold_parse(*, metric: str, text: str) -> int:
+    """A threshold as people write it (credits as a decimal string; whole hours or percent) → the stored
+    integer. ValidationFailed when it is not one (the bounds are alert_create's)."""
+    if metric == Metric.AVAILABLE:
+        try:
+            return parse_amount(text, allow_zero=True)
+        except MoneyError as exc:
+            raise ValidationFailed({"threshold": [str(exc)]}) from None
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 6:
+        return int(text)
+    raise ValidationFailed({"threshold": [f"a whole number of {UNIT.get(metric, 'hours or percent')}"]})
+
+
 def alert_create(*, project: Project, metric: str, level: str, threshold: int) -> ThresholdAlert:
     """threshold in the metric's unit (micro-credits, hours, percent). Refused beyond the bounds, or when
     the project has MAX_ALERTS_PER_PROJECT alerts or one on the same metric and threshold already."""
     if metric not in Metric.values or level not in ThresholdAlert.Level.values:
-        raise AlertRefused("unknown metric or level")
+        raise ValidationFailed(f"metric is one of {Metric.values} and level one of {ThresholdAlert.Level.values}")
     low, high = THRESHOLD_BOUNDS[metric]
     if not low <= threshold <= high:
         raise AlertRefused(f"a {metric} threshold is between {_format(metric, low)} and {_format(metric, high)} "
@@ -120,7 +136,7 @@ def alert_create(*, project: Project, metric: str, level: str, threshold: int) -
         if ThresholdAlert.objects.filter(project=project).count() >= MAX_ALERTS_PER_PROJECT:
             raise AlertRefused(f"a project has at most {MAX_ALERTS_PER_PROJECT} alerts")
         if ThresholdAlert.objects.filter(project=project, metric=metric, threshold=threshold).exists():
-            raise AlertRefused(f"the project already has a {metric} alert at this threshold")
+            raise Conflict(f"the project already has a {metric} alert at this threshold", code="alert_exists")
         alert = ThresholdAlert.objects.create(project=project, metric=metric, level=level, threshold=threshold)
 
         def after_commit() -> None:
@@ -196,6 +212,16 @@ def _format(metric: str, value: int | None) -> str | None:
     if value is None:
         return None
     return format_amount(value) if metric == Metric.AVAILABLE else str(value)
+
+
+def alert_body(alert: ThresholdAlert, project_slug: str) -> dict:
+    """An alert as the API and the portal show it: amounts and values in the threshold's unit."""
+    return {
+        "id": alert.id, "project": project_slug, "metric": alert.metric, "level": alert.level,
+        "threshold": _format(alert.metric, alert.threshold), "unit": UNIT[alert.metric], "state": alert.state,
+        "last_value": _format(alert.metric, alert.last_value),
+        "changed_at": alert.changed_at.isoformat().replace("+00:00", "Z") if alert.changed_at else None,
+    }
 
 
 def _flip(alert: ThresholdAlert, from_state: str, to_state: str, value: int | None) -> AlertNotification | None:

@@ -10,6 +10,7 @@ from django.core import mail
 from billing.models import AlertNotification, ThresholdAlert, WebhookDelivery, WebhookEndpoint
 from billing.services.alerts import AlertRefused, alert_create, alerts_sweep
 from billing.services.webhooks import SIGNATURE_HEADER, verify
+from creditservice.lib.errors import Conflict
 from creditservice.lib.money import credits_to_micros
 from quotas.services.limits import budget_set
 from wallets import ledger
@@ -173,7 +174,7 @@ def test_bounds_and_duplicates_are_refused(acme, run):
         with pytest.raises(AlertRefused):
             alert_create(project=acme, metric=metric, level="info", threshold=threshold)
     run(alert_create, project=acme, metric="budget", level="info", threshold=90)
-    with pytest.raises(AlertRefused):
+    with pytest.raises(Conflict):
         alert_create(project=acme, metric="budget", level="critical", threshold=90)
 
 
