@@ -14,11 +14,13 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.models import ThresholdAlert
 from creditservice.testing.fixtures import ServiceClient
 from creditservice.testing.routes import api_routes
 from creditservice.testing.snapshots import money_snapshot
 from quotas.selectors import clear_caches
 from wallets import access
+from wallets.models import Project
 from wallets.tests.factories import ProjectFactory, UserFactory, platform_key
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +59,9 @@ WRITES = [
     Write("gateway-routes", "POST", "/api/v1/gateway/routes",
           {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "0.5"},
           access.GATEWAY_ROUTE_CREATE, 201),
+    Write("project-alerts", "POST", f"{PROJECT}/alerts", {"metric": "budget", "level": "info", "threshold": "80"},
+          access.ALERT_CREATE, 201),
+    Write("alert-detail", "DELETE", "/api/v1/alerts/{alert}", {}, access.ALERT_DELETE, 204),
 ]
 
 # Writes that need no staff permission, and why.
@@ -118,12 +123,19 @@ def world():
 _keys = iter(range(10**9))
 
 
+def _acme_id() -> int:
+    return Project.objects.get(slug="acme").id
+
+
 def _send(user, write: Write, reservation_id: int):
     client = APIClient()
     client.force_login(user)
     body = _usage() if write.route == "usage-events" else write.body
     path = write.path.replace("{reservation}", str(reservation_id))
-    send = client.put if write.method == "PUT" else client.post
+    if "{alert}" in path:
+        alert = ThresholdAlert.objects.create(project_id=_acme_id(), metric="budget", threshold=90)
+        path = path.replace("{alert}", str(alert.id))
+    send = {"PUT": client.put, "POST": client.post, "DELETE": client.delete}[write.method]
     return send(path, json.dumps(body), content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"perm-{next(_keys)}")
 
 

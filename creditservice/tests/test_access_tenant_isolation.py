@@ -16,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.models import ThresholdAlert
 from creditservice.testing.fixtures import ServiceClient
 from creditservice.testing.routes import api_routes, url_routes
 from creditservice.testing.snapshots import money_snapshot
@@ -60,6 +61,7 @@ def _usage_body(project: str) -> dict:
 
 P = "/api/v1/projects/{project}"
 GATEWAY_ROUTE = {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "1"}
+ALERT = {"metric": "budget", "level": "info", "threshold": "80"}
 PROBES = [
     Probe("project-detail", "GET", f"{P}/"),
     Probe("wallet", "GET", f"{P}/wallet"),
@@ -96,6 +98,9 @@ PROBES = [
     # The metered routes are the platform's: no tenant reads or adds them.
     Probe("gateway-routes", "GET", "/api/v1/gateway/routes", key=403, member=403),
     Probe("gateway-routes", "POST", "/api/v1/gateway/routes", GATEWAY_ROUTE, key=403, member=403),
+    Probe("project-alerts", "GET", f"{P}/alerts"),
+    Probe("project-alerts", "POST", f"{P}/alerts", ALERT),
+    Probe("alert-detail", "DELETE", "/api/v1/alerts/{alert}"),
 ]
 
 # Staff's and the platform's operations, on A's own project: refused to A's key and A's members.
@@ -107,6 +112,8 @@ STAFF_ONLY = [
     Probe("quota-release", "POST", f"/api/v1/projects/{A}/quotas/vm/release", {"quantity": "1"}, 403, 403),
     Probe("budget", "PUT", f"/api/v1/projects/{A}/budget", {"hard_limit": None}, 403, 403),
     Probe("gateway-routes", "POST", "/api/v1/gateway/routes", GATEWAY_ROUTE, 403, 403),
+    Probe("project-alerts", "POST", f"/api/v1/projects/{A}/alerts", ALERT, 403, 403),
+    Probe("alert-detail", "DELETE", "/api/v1/alerts/{own_alert}", None, 403, 403),
 ]
 
 # The portal's pages of B, for a member of A.
@@ -117,6 +124,8 @@ PORTAL = {
     "topup-success": ("GET", "/portal/{project}/topup/success?session_id={session}"),
     "topup-cancel": ("GET", "/portal/{project}/topup/cancel"),
     "topup-status": ("GET", "/portal/{project}/topup/status?session_id={session}"),
+    "alerts": ("GET", "/portal/{project}/alerts"),
+    "alert-delete": ("POST", "/portal/{project}/alerts/{alert}/delete"),
     "autotopup": ("POST", "/portal/{project}/auto-top-up"),
     "autotopup-card": ("POST", "/portal/{project}/auto-top-up/card"),
 }
@@ -154,7 +163,9 @@ def world(settings):
             created_by="system", success_url="https://x.example/s", cancel_url="https://x.example/c",
             stripe_session_id=f"cs_iso_{slug}", status=CheckoutSession.Status.OPEN,
         )
-        ids[slug] = {"project": project, "reservation": reservation.json()["id"], "session": session.stripe_session_id}
+        alert = ThresholdAlert.objects.create(project=project, metric="budget", threshold=90)
+        ids[slug] = {"project": project, "reservation": reservation.json()["id"], "session": session.stripe_session_id,
+                     "alert": alert.id}
     a_member = member(ids[A]["project"])
     yield ids, ServiceClient(scoped_key(ids[A]["project"])), a_member
     clear_caches()
@@ -165,7 +176,8 @@ _keys = iter(range(10**9))
 
 def _fill(text: str, ids: dict, project: str) -> str:
     return (text.replace("{project}", project).replace("{reservation}", str(ids[B]["reservation"]))
-            .replace("{session}", ids[B]["session"]))
+            .replace("{session}", ids[B]["session"]).replace("{alert}", str(ids[B]["alert"]))
+            .replace("{own_alert}", str(ids[A]["alert"])))
 
 
 def _send(client, probe: Probe, ids: dict, project: str):
@@ -174,7 +186,7 @@ def _send(client, probe: Probe, ids: dict, project: str):
         return client.get(path)
     body = _usage_body(project) if probe.route == "usage-events" else probe.body
     text = _fill(json.dumps(body), ids, project)
-    send = client.put if probe.method == "PUT" else client.post
+    send = {"PUT": client.put, "POST": client.post, "DELETE": client.delete}[probe.method]
     return send(path, text, content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"iso-{next(_keys)}")
 
 

@@ -62,6 +62,13 @@ def _gateway_route(**change) -> dict:
     return {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "1", **change}
 
 
+ALERTS = f"{PROJECT}/alerts"
+
+
+def _alert(**change) -> dict:
+    return {"metric": "available", "level": "warning", "threshold": "1", **change}
+
+
 def _event(**change) -> dict:
     return {"events": [{"id": "e-1", "project": "acme", "resource_type": "vm", "quantity": "1",
                         "timestamp": "{now}", **change}]}
@@ -198,6 +205,20 @@ def _refused() -> list:
     add("statement-format", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}?format=%00", key=None,
                                  route="statement"))
 
+    # Threshold alerts: credits for available, 1..8784 hours for runway, 1..100 percent for budget.
+    for i, (metric, value) in enumerate([("available", OVER), *(("available", v) for v in HUGE), ("available", "-1"),
+                                         ("runway", "0"), ("runway", "8785"), ("runway", "1.5"), ("runway", "1e3"),
+                                         ("runway", "\u0663"), ("budget", "0"), ("budget", "101"), ("budget", str(2**63)),
+                                         ("budget", "-1"), ("budget", 80)]):
+        add(f"alert-threshold-{i}", Call("POST", ALERTS, _alert(metric=metric, threshold=value), route="project-alerts"))
+    for i, text in enumerate(["x" * 41, *CONTROL[:3]]):
+        add(f"alert-threshold-text-{i}", Call("POST", ALERTS, _alert(metric="runway", threshold=text), route="project-alerts"))
+    for name in ("metric", "level"):
+        add(f"alert-{name}-unknown", Call("POST", ALERTS, _alert(**{name: "x"}), route="project-alerts"))
+    add("alert-key-too-long", Call("POST", ALERTS, _alert(), key="k" * 256, route="project-alerts"))
+    for i, aid in enumerate(HUGE_IDS):
+        add(f"alert-detail-id-{i}", Call("DELETE", f"/api/v1/alerts/{aid}", key=None, route="alert-detail"))
+
     # The Stripe webhook: nothing is taken without a valid signature.
     add("stripe-webhook-unsigned", Call("POST", "/stripe/webhook", {"id": "evt_\x00", "type": "x"}, key=None,
                                         route="stripe-webhook"))
@@ -245,6 +266,10 @@ def _accepted() -> list:
         }, route="checkout-session-list")),
         ("gateway-route-at-bounds", Call("POST", GATEWAY_ROUTES, _gateway_route(path_prefix="/" + "p" * 199, price=MAX),
                                          key="k" * 255, route="gateway-routes")),
+        ("alert-available-at-bound", Call("POST", ALERTS, _alert(threshold=MAX), key="k" * 255, route="project-alerts")),
+        ("alert-available-zero", Call("POST", ALERTS, _alert(threshold="0"), route="project-alerts")),
+        ("alert-runway-at-bounds", Call("POST", ALERTS, _alert(metric="runway", threshold="8784"), route="project-alerts")),
+        ("alert-budget-at-bounds", Call("POST", ALERTS, _alert(metric="budget", threshold="100"), route="project-alerts")),
         ("transactions-page-at-bound", Call("GET", f"{PROJECT}/transactions?page_size=200", key=None, route="transactions")),
         ("statement-this-month", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}", key=None, route="statement")),
         ("reservations-page-at-bound", Call("GET", f"{PROJECT}/reservations?page_size=200", key=None,
@@ -267,7 +292,7 @@ def _send(client: ServiceClient, call: Call, reservation_id: int):
         return client.get(path, **headers)
     # json.dumps keeps a lone surrogate as a \ud800 escape, the way a client would send it.
     body = json.dumps(call.body).replace("{now}", timezone.now().isoformat())
-    send = client.put if call.method == "PUT" else client.post
+    send = {"PUT": client.put, "POST": client.post, "DELETE": client.delete}[call.method]
     return send(path, body, content_type="application/json", **headers)
 
 
@@ -339,6 +364,9 @@ WRITES = {
     "checkout-session-list": ("POST", f"{PROJECT}/checkout-sessions", {"amount": "10"}, "auto"),
     "stripe-webhook": ("POST", "/stripe/webhook", {"id": "evt_1", "type": "checkout.session.completed"}, None),
     "gateway-routes": ("POST", GATEWAY_ROUTES, _gateway_route(), "auto"),
+    "project-alerts": ("POST", ALERTS, _alert(), "auto"),
+    # No alert 1 exists: every hostile body is still a 4xx in the error shape.
+    "alert-detail": ("DELETE", "/api/v1/alerts/1", {}, None),
     "gateway-authorize": ("POST", "/gateway/authorize", {}, None),
     "gateway-authorize-path": ("POST", "/gateway/authorize/v1/x", {}, None),
 }
@@ -351,7 +379,7 @@ DECIMAL_FIELDS = [
     ("quota-detail", "limit", True, True), ("quota-release", "quantity", False, False),
     ("budget", "hard_limit", True, True), ("budget", "soft_limit", True, True),
     ("usage-events", "quantity", True, False), ("checkout-session-list", "amount", False, False),
-    ("gateway-routes", "price", False, False),
+    ("gateway-routes", "price", False, False), ("project-alerts", "threshold", True, False),
 ]
 # No amount or quantity takes these: signs, non-numbers, exponents, too many decimals, past every column,
 # numbers where the grammar wants a string, other types, spaces and digits that are not ASCII.
@@ -447,7 +475,7 @@ def _refusals_that_failed(client: ServiceClient, reservation_id: int, cases: lis
             response = _send(client, call, reservation_id)
         else:
             headers = {"HTTP_IDEMPOTENCY_KEY": f"hostile-{next(_keys)}"} if call.key == "auto" else {}
-            send = client.put if call.method == "PUT" else client.post
+            send = {"PUT": client.put, "POST": client.post, "DELETE": client.delete}[call.method]
             response = send(call.path.replace("{reservation}", str(reservation_id)), raw,
                             content_type="application/json", **headers)
         if call.expect == "rejected":
@@ -477,4 +505,5 @@ def test_every_write_endpoint_meets_the_hostile_battery():
     assert write_route_names() - set(WRITES) == set()
     # The write endpoints that take no amount or quantity.
     assert write_route_names() - {route for route, *_ in DECIMAL_FIELDS} == {
-        "project-list", "reservation-release", "stripe-webhook", "gateway-authorize", "gateway-authorize-path"}
+        "project-list", "reservation-release", "stripe-webhook", "gateway-authorize", "gateway-authorize-path",
+        "alert-detail"}
