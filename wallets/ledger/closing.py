@@ -28,7 +28,10 @@ def _close(*, grant_id: int, closed_as: str, now: datetime, reason: str, actor: 
         grant = Grant.objects.get(id=grant_id)
         if grant.closed_at is not None:
             return None
-        if closed_as == "expired" and not (grant.expires_at is not None and grant.expires_at <= now):
+        due = grant.expires_at is not None and grant.expires_at <= now
+        # An expiry only once due; a void never of a grant already expired for every reader (the task
+        # moves its rest as an expiry).
+        if due != (closed_as == "expired"):
             return None
         record = None
         if grant.remaining > 0:
