@@ -20,7 +20,7 @@ from creditservice.testing.routes import api_routes
 from creditservice.testing.snapshots import money_snapshot
 from quotas.selectors import clear_caches
 from wallets import access
-from wallets.models import Project
+from wallets.models import Grant, Project
 from wallets.tests.factories import ProjectFactory, UserFactory, platform_key
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +62,9 @@ WRITES = [
     Write("project-alerts", "POST", f"{PROJECT}/alerts", {"metric": "budget", "level": "info", "threshold": "80"},
           access.ALERT_CREATE, 201),
     Write("alert-detail", "DELETE", "/api/v1/alerts/{alert}", {}, access.ALERT_DELETE, 204),
+    Write("grants", "POST", f"{PROJECT}/grants", {"category": "promotional", "amount": "5", "reason": "r"},
+          access.GRANT_CREATE, 201),
+    Write("grant-void", "POST", "/api/v1/grants/{grant}/void", {"reason": "r"}, access.GRANT_VOID),
 ]
 
 # Writes that need no staff permission, and why.
@@ -132,6 +135,8 @@ def _send(user, write: Write, reservation_id: int):
     client.force_login(user)
     body = _usage() if write.route == "usage-events" else write.body
     path = write.path.replace("{reservation}", str(reservation_id))
+    if "{grant}" in path:  # the grant of acme's funding
+        path = path.replace("{grant}", str(Grant.objects.filter(wallet__project__slug="acme").values_list("id", flat=True)[0]))
     if "{alert}" in path:
         alert = ThresholdAlert.objects.create(project_id=_acme_id(), metric="budget", threshold=90)
         path = path.replace("{alert}", str(alert.id))

@@ -23,6 +23,7 @@ from creditservice.testing.snapshots import money_snapshot
 from payments.models import CheckoutSession
 from quotas.selectors import clear_caches
 from quotas.tests.helpers import set_quota
+from wallets.models import Grant
 from wallets.tests.factories import ProjectFactory, member, platform_key, scoped_key
 
 pytestmark = pytest.mark.django_db
@@ -62,6 +63,7 @@ def _usage_body(project: str) -> dict:
 P = "/api/v1/projects/{project}"
 GATEWAY_ROUTE = {"method": "GET", "path_prefix": "/v1/x", "resource_type": "api_call", "price": "1"}
 ALERT = {"metric": "budget", "level": "info", "threshold": "80"}
+GRANT = {"category": "promotional", "amount": "5", "reason": "r"}
 PROBES = [
     Probe("project-detail", "GET", f"{P}/"),
     Probe("wallet", "GET", f"{P}/wallet"),
@@ -101,6 +103,9 @@ PROBES = [
     Probe("project-alerts", "GET", f"{P}/alerts"),
     Probe("project-alerts", "POST", f"{P}/alerts", ALERT),
     Probe("alert-detail", "DELETE", "/api/v1/alerts/{alert}"),
+    Probe("grants", "GET", f"{P}/grants"),
+    Probe("grants", "POST", f"{P}/grants", GRANT),
+    Probe("grant-void", "POST", "/api/v1/grants/{grant}/void", {"reason": "r"}),
 ]
 
 # Staff's and the platform's operations, on A's own project: refused to A's key and A's members.
@@ -114,6 +119,8 @@ STAFF_ONLY = [
     Probe("gateway-routes", "POST", "/api/v1/gateway/routes", GATEWAY_ROUTE, 403, 403),
     Probe("project-alerts", "POST", f"/api/v1/projects/{A}/alerts", ALERT, 403, 403),
     Probe("alert-detail", "DELETE", "/api/v1/alerts/{own_alert}", None, 403, 403),
+    Probe("grants", "POST", f"/api/v1/projects/{A}/grants", GRANT, 403, 403),
+    Probe("grant-void", "POST", "/api/v1/grants/{own_grant}/void", {"reason": "r"}, 403, 403),
 ]
 
 # The portal's pages of B, for a member of A.
@@ -124,10 +131,10 @@ PORTAL = {
     "topup-success": ("GET", "/portal/{project}/topup/success?session_id={session}"),
     "topup-cancel": ("GET", "/portal/{project}/topup/cancel"),
     "topup-status": ("GET", "/portal/{project}/topup/status?session_id={session}"),
-    "alerts": ("GET", "/portal/{project}/alerts"),
-    "alert-delete": ("POST", "/portal/{project}/alerts/{alert}/delete"),
     "autotopup": ("POST", "/portal/{project}/auto-top-up"),
     "autotopup-card": ("POST", "/portal/{project}/auto-top-up/card"),
+    "alerts": ("GET", "/portal/{project}/alerts"),
+    "alert-delete": ("POST", "/portal/{project}/alerts/{alert}/delete"),
 }
 
 
@@ -165,7 +172,7 @@ def world(settings):
         )
         alert = ThresholdAlert.objects.create(project=project, metric="budget", threshold=90)
         ids[slug] = {"project": project, "reservation": reservation.json()["id"], "session": session.stripe_session_id,
-                     "alert": alert.id}
+                     "alert": alert.id, "grant": Grant.objects.filter(wallet__project=project).values_list("id", flat=True)[0]}
     a_member = member(ids[A]["project"])
     yield ids, ServiceClient(scoped_key(ids[A]["project"])), a_member
     clear_caches()
@@ -177,7 +184,8 @@ _keys = iter(range(10**9))
 def _fill(text: str, ids: dict, project: str) -> str:
     return (text.replace("{project}", project).replace("{reservation}", str(ids[B]["reservation"]))
             .replace("{session}", ids[B]["session"]).replace("{alert}", str(ids[B]["alert"]))
-            .replace("{own_alert}", str(ids[A]["alert"])))
+            .replace("{own_alert}", str(ids[A]["alert"]))
+            .replace("{grant}", str(ids[B]["grant"])).replace("{own_grant}", str(ids[A]["grant"])))
 
 
 def _send(client, probe: Probe, ids: dict, project: str):

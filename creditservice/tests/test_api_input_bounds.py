@@ -18,6 +18,7 @@ from creditservice.testing.fixtures import ServiceClient
 from creditservice.testing.routes import write_route_names
 from creditservice.testing.snapshots import money_snapshot
 from quotas.selectors import clear_caches
+from wallets.models import Grant
 from wallets.tests.factories import ProjectFactory, fund, platform_key
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +68,10 @@ ALERTS = f"{PROJECT}/alerts"
 
 def _alert(**change) -> dict:
     return {"metric": "available", "level": "warning", "threshold": "1", **change}
+
+
+def _grant(**change) -> dict:
+    return {"category": "promotional", "amount": "1", "reason": "r", **change}
 
 
 def _event(**change) -> dict:
@@ -199,12 +204,29 @@ def _refused() -> list:
     add("gateway-authorize-path-platform-key", Call("POST", "/gateway/authorize/v1/x", {}, key=None,
                                                     route="gateway-authorize-path"))
 
-    # A statement's month: YYYY-MM, from the project's first month to the current one; format json or csv.
-    for i, month in enumerate(["2026-13", "1999-12", "9999-12", "2026-1", "%00", "x" * 300]):
-        add(f"statement-month-{i}", Call("GET", f"{PROJECT}/statements/{month}", key=None, route="statement"))
-    add("statement-format", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}?format=%00", key=None,
-                                 route="statement"))
-
+    # Credit grants: amount, priority 0..100, reason ≤ 500, ≤ 20 resource types of ≤ 63, expiry in the future.
+    grants = f"{PROJECT}/grants"
+    for i, value in enumerate([OVER, *HUGE, "0", "-1"]):
+        add(f"grant-amount-{i}", Call("POST", grants, _grant(amount=value), route="grants"))
+    for i, value in enumerate([101, -1, 2**63, 1.5, "x"]):
+        add(f"grant-priority-{i}", Call("POST", grants, _grant(priority=value), route="grants"))
+    add("grant-reason-too-long", Call("POST", grants, _grant(reason="r" * 501), route="grants"))
+    add("grant-reason-blank", Call("POST", grants, _grant(reason=""), route="grants"))
+    for i, text in enumerate(CONTROL):
+        add(f"grant-reason-control-{i}", Call("POST", grants, _grant(reason=text), route="grants"))
+    add("grant-category-purchased", Call("POST", grants, _grant(category="purchased"), route="grants"))
+    add("grant-resource-types-too-many", Call("POST", grants, _grant(resource_types=[f"t{i}" for i in range(21)]),
+                                              route="grants"))
+    add("grant-resource-type-too-long", Call("POST", grants, _grant(resource_types=["x" * 64]), route="grants"))
+    add("grant-resource-type-control", Call("POST", grants, _grant(resource_types=["a\x01b"]), route="grants"))
+    add("grant-expires-in-the-past", Call("POST", grants, _grant(expires_at="2001-01-01T00:00:00Z"), route="grants"))
+    add("grant-expires-before-effective", Call("POST", grants, _grant(effective_at="2100-01-02T00:00:00Z",
+                                                                      expires_at="2100-01-01T00:00:00Z"), route="grants"))
+    add("grant-key-too-long", Call("POST", grants, _grant(), key="k" * 256, route="grants"))
+    for i, gid in enumerate(HUGE_IDS):
+        add(f"grant-void-id-{i}", Call("POST", f"/api/v1/grants/{gid}/void", {"reason": "r"}, route="grant-void"))
+    add("grant-void-reason-too-long", Call("POST", "/api/v1/grants/{grant}/void", {"reason": "r" * 501}, route="grant-void"))
+    add("grant-void-reason-control", Call("POST", "/api/v1/grants/{grant}/void", {"reason": "a\x00b"}, route="grant-void"))
     # Threshold alerts: credits for available, 1..8784 hours for runway, 1..100 percent for budget.
     for i, (metric, value) in enumerate([("available", OVER), *(("available", v) for v in HUGE), ("available", "-1"),
                                          ("runway", "0"), ("runway", "8785"), ("runway", "1.5"), ("runway", "1e3"),
@@ -218,6 +240,12 @@ def _refused() -> list:
     add("alert-key-too-long", Call("POST", ALERTS, _alert(), key="k" * 256, route="project-alerts"))
     for i, aid in enumerate(HUGE_IDS):
         add(f"alert-detail-id-{i}", Call("DELETE", f"/api/v1/alerts/{aid}", key=None, route="alert-detail"))
+
+    # A statement's month: YYYY-MM, from the project's first month to the current one; format json or csv.
+    for i, month in enumerate(["2026-13", "1999-12", "9999-12", "2026-1", "%00", "x" * 300]):
+        add(f"statement-month-{i}", Call("GET", f"{PROJECT}/statements/{month}", key=None, route="statement"))
+    add("statement-format", Call("GET", f"{PROJECT}/statements/{timezone.now():%Y-%m}?format=%00", key=None,
+                                 route="statement"))
 
     # The Stripe webhook: nothing is taken without a valid signature.
     add("stripe-webhook-unsigned", Call("POST", "/stripe/webhook", {"id": "evt_\x00", "type": "x"}, key=None,
@@ -267,6 +295,10 @@ def _accepted() -> list:
         ("gateway-route-at-bounds", Call("POST", GATEWAY_ROUTES, _gateway_route(path_prefix="/" + "p" * 199, price=MAX),
                                          key="k" * 255, route="gateway-routes")),
         ("alert-available-at-bound", Call("POST", ALERTS, _alert(threshold=MAX), key="k" * 255, route="project-alerts")),
+        ("grant-at-bounds", Call("POST", f"{PROJECT}/grants", _grant(
+            amount=MAX, priority=100, reason="r" * 500, resource_types=[f"t{i}" for i in range(20)]), key="k" * 255,
+            route="grants")),
+        ("grant-priority-zero", Call("POST", f"{PROJECT}/grants", _grant(priority=0), route="grants")),
         ("alert-available-zero", Call("POST", ALERTS, _alert(threshold="0"), route="project-alerts")),
         ("alert-runway-at-bounds", Call("POST", ALERTS, _alert(metric="runway", threshold="8784"), route="project-alerts")),
         ("alert-budget-at-bounds", Call("POST", ALERTS, _alert(metric="budget", threshold="100"), route="project-alerts")),
@@ -283,6 +315,8 @@ _keys = iter(range(10**9))
 
 def _send(client: ServiceClient, call: Call, reservation_id: int):
     path = call.path.replace("{reservation}", str(reservation_id))
+    if "{grant}" in path:  # the grant of acme's funding
+        path = path.replace("{grant}", str(Grant.objects.filter(wallet__project__slug="acme").values_list("id", flat=True)[0]))
     headers = {}
     if call.key == "auto":
         headers["HTTP_IDEMPOTENCY_KEY"] = f"bounds-{next(_keys)}"
@@ -365,6 +399,9 @@ WRITES = {
     "stripe-webhook": ("POST", "/stripe/webhook", {"id": "evt_1", "type": "checkout.session.completed"}, None),
     "gateway-routes": ("POST", GATEWAY_ROUTES, _gateway_route(), "auto"),
     "project-alerts": ("POST", ALERTS, _alert(), "auto"),
+    "grants": ("POST", f"{PROJECT}/grants", _grant(), "auto"),
+    # No grant 999999 exists: every hostile body is still a 4xx in the error shape.
+    "grant-void": ("POST", "/api/v1/grants/999999/void", {"reason": "r"}, "auto"),
     # No alert 1 exists: every hostile body is still a 4xx in the error shape.
     "alert-detail": ("DELETE", "/api/v1/alerts/1", {}, None),
     "gateway-authorize": ("POST", "/gateway/authorize", {}, None),
@@ -380,6 +417,7 @@ DECIMAL_FIELDS = [
     ("budget", "hard_limit", True, True), ("budget", "soft_limit", True, True),
     ("usage-events", "quantity", True, False), ("checkout-session-list", "amount", False, False),
     ("gateway-routes", "price", False, False), ("project-alerts", "threshold", True, False),
+    ("grants", "amount", False, False),
 ]
 # No amount or quantity takes these: signs, non-numbers, exponents, too many decimals, past every column,
 # numbers where the grammar wants a string, other types, spaces and digits that are not ASCII.
@@ -506,4 +544,4 @@ def test_every_write_endpoint_meets_the_hostile_battery():
     # The write endpoints that take no amount or quantity.
     assert write_route_names() - {route for route, *_ in DECIMAL_FIELDS} == {
         "project-list", "reservation-release", "stripe-webhook", "gateway-authorize", "gateway-authorize-path",
-        "alert-detail"}
+        "alert-detail", "grant-void"}
