@@ -97,7 +97,7 @@ def _header(numbered: tuple[int, str]) -> dict:
     _, line = numbered
     try:
         header = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the decoder
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise LedgerImportRefused("not a creditservice ledger export: its first line is not an export header")
@@ -199,7 +199,7 @@ def _load(lines: Iterator[tuple[int, str]], plans: list[TablePlan], counter: Row
 def _row(number: int, line: str) -> tuple[str, dict]:
     try:
         item = json.loads(line)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise LedgerImportRefused(f"line {number} is not JSON: the file is truncated or damaged") from error
     if not isinstance(item, dict) or not isinstance(item.get("row"), dict) or not isinstance(item.get("table"), str):
         raise LedgerImportRefused(f"line {number} is not a row of a ledger export")

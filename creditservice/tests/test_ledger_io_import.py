@@ -110,6 +110,13 @@ def test_a_truncated_file_is_refused(source_export, cut):
     assert_still_empty()
 
 
+def test_a_row_nested_deeper_than_the_decoder_goes_is_refused(source_export):
+    header = source_export.splitlines(keepends=True)[0]
+    with pytest.raises(LedgerImportRefused, match="line 2 is not JSON"):
+        load(header + "[" * 100_000 + "\n")
+    assert_still_empty()
+
+
 def test_a_newer_format_version_is_refused(source_export):
     lines = lines_of(source_export)
     lines[0]["version"] = FORMAT_VERSION + 1
@@ -118,7 +125,8 @@ def test_a_newer_format_version_is_refused(source_export):
     assert_still_empty()
 
 
-@pytest.mark.parametrize("text", ["", "id,amount\n1,2\n", '{"format": "something-else", "version": 1}\n', "\x00\x01"])
+@pytest.mark.parametrize("text", ["", "id,amount\n1,2\n", '{"format": "something-else", "version": 1}\n', "\x00\x01",
+                                  "[" * 100_000 + "\n"])  # nested deeper than the decoder goes
 def test_a_file_that_is_not_an_export_is_refused(text):
     with pytest.raises(LedgerImportRefused, match="not a creditservice ledger export"):
         load(text)
