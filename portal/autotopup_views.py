@@ -31,10 +31,10 @@ class CreditsField(forms.CharField):
     def __init__(self, **kwargs):
         super().__init__(max_length=40, **kwargs)
 
-    def to_python(self, value):
-        value = super().to_python(value)
+    def clean(self, value):
+        text = super().clean(value)  # the length bound applies to the text as typed
         try:
-            return parse_amount(value)
+            return parse_amount(text)
         except MoneyError as error:
             raise forms.ValidationError(f"Enter an amount in credits, for example 25: it {error}.")
 
