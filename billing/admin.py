@@ -24,8 +24,19 @@ from wallets import access
 from wallets.models import Project
 
 from . import statements
-from .models import BillingChunk, BillingRun, Charge, OwedCharge, ProjectStatusChange, WebhookDelivery, WebhookEndpoint
+from .models import (
+    AlertNotification,
+    BillingChunk,
+    BillingRun,
+    Charge,
+    OwedCharge,
+    ProjectStatusChange,
+    ThresholdAlert,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .services import billing_owed_retry, billing_run_execute, webhook_deliveries_redeliver
+from .services.alerts import alert_body, alert_delete
 
 
 class RunBillingForm(forms.Form):
@@ -351,3 +362,53 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]):
         count = webhook_deliveries_redeliver(delivery_ids=queryset.values_list("id", flat=True))
         self.message_user(request, f"{count} deliveries queued again")
+
+
+@admin.register(ThresholdAlert)
+class ThresholdAlertAdmin(ReadOnlyAdmin):
+    """Projects' threshold alerts with their state. Seen with billing.view_thresholdalert; removed (the
+    project's owners are no longer told) with billing.delete_thresholdalert. Owners add them in the portal,
+    platforms through the API: staff do not add or change them here."""
+
+    list_display = ["project", "metric", "level", "shown_threshold", "state", "shown_last_value", "changed_at"]
+    list_filter = ["state", "metric", "level"]
+    list_select_related = ["project"]
+    search_fields = ["project__slug"]
+    raw_id_fields = ["project"]
+    show_full_result_count = False
+
+    @admin.display(description="threshold")
+    def shown_threshold(self, obj: ThresholdAlert) -> str:
+        body = alert_body(obj, obj.project.slug)
+        return f"{body['threshold']} {body['unit']}"
+
+    @admin.display(description="last value")
+    def shown_last_value(self, obj: ThresholdAlert) -> str:
+        body = alert_body(obj, obj.project.slug)
+        return f"{body['last_value']} {body['unit']}" if body["last_value"] is not None else "-"
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return access.may(request.user, access.ALERT_DELETE)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # An alert's notifications (read-only history) go with it: deleting it needs no permission on them.
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: ThresholdAlert) -> None:
+        alert_delete(alert=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ThresholdAlert]) -> None:
+        for alert in queryset:
+            alert_delete(alert=alert)
+
+
+@admin.register(AlertNotification)
+class AlertNotificationAdmin(ReadOnlyAdmin):
+    """Each crossing and recovery that was notified, and whether its email went out (billing.view_alertnotification)."""
+
+    list_display = ["created_at", "alert", "change", "emailed_at", "email_attempts"]
+    list_filter = ["change"]
+    list_select_related = ["alert"]
+    raw_id_fields = ["alert"]
+    show_full_result_count = False
