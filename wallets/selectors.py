@@ -87,16 +87,18 @@ def wallet_grant_summary(wallet_id: int, *, now: datetime | None = None) -> Gran
     return GrantSummary(by_category=by_category, expiring_soon=soon)
 
 
-def grant_sum_drifts() -> list[str]:
-    """I5: each wallet's grants hold max(balance, 0) between them (wallets/ledger/grants.py)."""
+def grant_sum_drifts(derived: dict[int, int]) -> list[str]:
+    """I5: each wallet's grants hold max(balance, 0) between them (wallets/ledger/grants.py), the balance
+    from its transfers (`derived`, account id → micro-credits), so a drifted cached balance is I1's alone."""
     sums = dict(Grant.objects.filter(remaining__gt=0).values("wallet_id").annotate(s=Sum("remaining"))
                 .values_list("wallet_id", "s"))
     drifts = []
-    wallets = Account.objects.filter(kind=Account.Kind.WALLET).values_list("id", "project_id", "balance").order_by("id")
-    for wallet_id, project_id, balance in wallets.iterator(chunk_size=2000):
+    wallets = Account.objects.filter(kind=Account.Kind.WALLET).values_list("id", "project_id").order_by("id")
+    for wallet_id, project_id in wallets.iterator(chunk_size=2000):
+        balance = derived.get(wallet_id, 0)
         if sums.get(wallet_id, 0) != max(balance, 0):
             drifts.append(f"wallet of project {project_id} (account {wallet_id}): its grants hold "
-                          f"{sums.get(wallet_id, 0)}, its balance is {balance} (micro-credits)")
+                          f"{sums.get(wallet_id, 0)}, its balance from its transfers is {balance} (micro-credits)")
     return drifts
 
 
@@ -231,7 +233,7 @@ def ledger_check() -> LedgerReport:
                     "(micro-credits): a hold or a debit overdrew it"
                 )
         system_ids = set(Account.objects.filter(kind=Account.Kind.SYSTEM).values_list("id", flat=True))
-        drifts.extend(grant_sum_drifts())
+        drifts.extend(grant_sum_drifts(derived))
     # Wallets are counted by their cached balance so that cached drift shows in the total too.
     total = cached_total + sum(v for k, v in derived.items() if k in system_ids)
     if sum(derived.values()) != 0:

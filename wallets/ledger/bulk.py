@@ -168,8 +168,8 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
 
 def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: str, actor: str) -> None:
     """The grants' side of each new transfer, in the order they were written (as ledger.transfer does
-    for one): a credit-back gives back to its grants, a charge draws from them. One read of the new
-    transfers, then per transfer one draw statement (PostgreSQL) under the wallet locks the batch took."""
+    for one), under the wallet locks the batch took: charges draw set-based (grants.draw_many: one
+    statement per 500 on PostgreSQL); a credit-back (rare) gives back to its grants one by one."""
     if not transfer_ids:
         return
     now = _now()
@@ -179,12 +179,12 @@ def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: 
             cursor.execute(f"SELECT id, debit_account_id, credit_account_id, amount, wallet_balance_after FROM {_TRANSFER} "
                            f"WHERE id IN ({', '.join(['%s'] * len(part))}) ORDER BY id", part)
             rows = cursor.fetchall()
-        for transfer_id, debit_id, credit_id, amount, balance_after in rows:
-            if direction == "in":
-                grants.credit(wallet_id=credit_id, transfer_id=transfer_id, kind=kind, amount=amount,
-                              balance_after=balance_after, reason=reason, actor=actor, terms=None)
-            else:
-                grants.draw(wallet_id=debit_id, transfer_id=transfer_id, amount=amount, now=now)
+        if direction == "out":
+            grants.draw_many([(transfer_id, debit_id, amount) for transfer_id, debit_id, _, amount, _ in rows], now=now)
+            continue
+        for transfer_id, _, credit_id, amount, balance_after in rows:
+            grants.credit(wallet_id=credit_id, transfer_id=transfer_id, kind=kind, amount=amount,
+                          balance_after=balance_after, reason=reason, actor=actor, terms=None)
 
 
 def _may_be_funded(available: int, reserved: int) -> bool:

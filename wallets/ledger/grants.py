@@ -89,32 +89,62 @@ class GrantTerms:
     resource_types: list[str] = field(default_factory=list)
 
 
-def _draw_select(wallet_id: int, amount: int, now: datetime) -> tuple[str, dict]:
-    sql = (
-        f"WITH g AS (SELECT id, remaining, SUM(remaining) OVER (ORDER BY {DRAW_ORDER_SQL}) AS upto "
-        f"FROM {_GRANT} WHERE wallet_id = %(wallet)s AND remaining > 0), "
-        "d AS (SELECT id, CASE WHEN remaining < %(amount)s - (upto - remaining) THEN remaining "
-        "ELSE %(amount)s - (upto - remaining) END AS take FROM g WHERE upto - remaining < %(amount)s) "
+DRAW_BATCH = 500  # debits per draw statement (3 parameters each: within SQLite's variable limit)
+
+
+def _takes_sql(rows: int) -> str:
+    """SQL of (transfer_id, grant_id, take) for `rows` debits given as VALUES (transfer id, wallet id,
+    amount): each wallet's debits in id order and its open grants in DRAW_ORDER_SQL laid end to end as
+    running totals, and each debit takes the overlap of its range with each grant's range. One
+    statement however many debits and wallets (the billing batch), and the same rule for a single one."""
+    values = ", ".join(["(%s, %s, %s)"] * rows)
+    return (
+        f"WITH x(transfer_id, wallet_id, amount) AS (VALUES {values}), "
+        "t AS (SELECT transfer_id, wallet_id, amount, "
+        "SUM(amount) OVER (PARTITION BY wallet_id ORDER BY transfer_id) AS t_end FROM x), "
+        "g AS (SELECT id, wallet_id, remaining, "
+        f"SUM(remaining) OVER (PARTITION BY wallet_id ORDER BY {DRAW_ORDER_SQL}) AS g_end "
+        f"FROM {_GRANT} WHERE remaining > 0 AND wallet_id IN (SELECT wallet_id FROM x)), "
+        "d AS (SELECT t.transfer_id, g.id AS grant_id, g.g_end, "
+        "(CASE WHEN t.t_end < g.g_end THEN t.t_end ELSE g.g_end END) "
+        "- (CASE WHEN t.t_end - t.amount > g.g_end - g.remaining THEN t.t_end - t.amount ELSE g.g_end - g.remaining END) "
+        "AS take FROM t JOIN g ON g.wallet_id = t.wallet_id "
+        "AND g.g_end - g.remaining < t.t_end AND t.t_end - t.amount < g.g_end) "
     )
-    return sql, {"wallet": wallet_id, "amount": amount, "now": db_datetime(now)}
+
+
+def draw_many(debits: list[tuple[int, int, int]], *, now: datetime) -> None:
+    """For each (transfer id, wallet id, amount) of debits already applied to their wallets: take the
+    amount from the wallet's grants in the draw order and record the draws (less when the grants hold
+    less: an overdraft). PostgreSQL: one statement per DRAW_BATCH debits; SQLite: one SELECT, then one
+    UPDATE and one INSERT batch."""
+    debits = sorted(debits)
+    for start in range(0, len(debits), DRAW_BATCH):
+        part = debits[start:start + DRAW_BATCH]
+        params: list = [value for debit in part for value in debit] + [db_datetime(now), db_datetime(now)]
+        sql = _takes_sql(len(part)).replace("%(now)s", "%s")
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    sql + f", u AS (UPDATE {_GRANT} SET remaining = {_GRANT}.remaining - s.take FROM "
+                    "(SELECT grant_id, SUM(take) AS take FROM d GROUP BY grant_id) s WHERE "
+                    f"{_GRANT}.id = s.grant_id) INSERT INTO {_DRAW} (transfer_id, grant_id, amount) "
+                    "SELECT transfer_id, grant_id, take FROM d ORDER BY transfer_id, g_end", params)
+                continue
+            cursor.execute(sql + "SELECT grant_id, take, transfer_id FROM d ORDER BY transfer_id, g_end", params)
+            rows = cursor.fetchall()
+            totals: dict[int, int] = {}
+            for grant_id, take, _ in rows:
+                totals[grant_id] = totals.get(grant_id, 0) + take
+            cursor.executemany(f"UPDATE {_GRANT} SET remaining = remaining - %s WHERE id = %s",
+                               [(take, grant_id) for grant_id, take in totals.items()])
+            cursor.executemany(f"INSERT INTO {_DRAW} (transfer_id, grant_id, amount) VALUES (%s, %s, %s)",
+                               [(transfer_id, grant_id, take) for grant_id, take, transfer_id in rows])
 
 
 def draw(*, wallet_id: int, transfer_id: int, amount: int, now: datetime) -> None:
-    """Take `amount` micro-credits (a debit already applied to the wallet) from its grants in the draw
-    order and record the draws of `transfer_id`. Less when the grants hold less (an overdraft).
-    PostgreSQL: one statement; SQLite: one SELECT, one UPDATE and one INSERT batch."""
-    sql, params = _draw_select(wallet_id, amount, now)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            params["transfer"] = transfer_id
-            cursor.execute(
-                sql + f", u AS (UPDATE {_GRANT} SET remaining = {_GRANT}.remaining - d.take FROM d "
-                f"WHERE {_GRANT}.id = d.id) INSERT INTO {_DRAW} (transfer_id, grant_id, amount) "
-                "SELECT %(transfer)s, id, take FROM d", params)
-            return
-        cursor.execute(sql + "SELECT id, take FROM d", params)
-        takes = cursor.fetchall()
-        _write_draws(cursor, transfer_id, [(grant_id, take) for grant_id, take in takes])
+    """draw_many for one debit (a commit, a charge, a debit)."""
+    draw_many([(transfer_id, wallet_id, amount)], now=now)
 
 
 def _write_draws(cursor, transfer_id: int, takes: list[tuple[int, int]]) -> None:

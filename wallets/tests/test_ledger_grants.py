@@ -191,3 +191,17 @@ def test_check_ledger_catches_a_broken_grant_sum():
     report = ledger_check()
     assert not report.ok
     assert any("grants hold" in drift for drift in report.drifts)
+
+
+def test_a_billing_batch_draws_each_charge_in_order_across_wallets():
+    acme, globex = ProjectFactory(slug="acme"), ProjectFactory(slug="globex")
+    a1, a2 = grant(acme, "10", priority=1), grant(acme, "10", priority=2)
+    g1 = grant(globex, "3")
+    ledger.transfer_many(transfers=[BulkTransfer(acme.id, M("6"), "u-a1"), BulkTransfer(globex.id, M("5"), "u-g1"),
+                                    BulkTransfer(acme.id, M("6"), "u-a2")],
+                         direction="out", system_code=Account.System.REVENUE, kind=Transfer.Kind.USAGE)
+    by_key = {key: draws(Transfer.objects.get(idempotency_key=key)) for key in ("u-a1", "u-a2", "u-g1")}
+    assert by_key == {"u-a1": [(a1.id, M("6"))], "u-a2": [(a1.id, M("4")), (a2.id, M("2"))],
+                      "u-g1": [(g1.id, M("3"))]}  # globex overdrawn by 2
+    assert remaining(a1, a2, g1) == [0, M("8"), 0]
+    assert_books_balance()
