@@ -68,3 +68,23 @@ def test_a_project_key_and_a_member_read_but_do_not_add_or_remove(platform, acme
         assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
         assert client.delete(f"/api/v1/alerts/{alert_id}").status_code == 403
     assert ThresholdAlert.objects.count() == 1
+
+
+def test_a_reservation_committed_below_the_threshold_notifies_once(platform, acme, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from wallets.models import Membership
+    from wallets.tests.factories import UserFactory
+
+    Membership.objects.create(project=acme, user=UserFactory(email="olga@example.com"), role=Membership.Role.OWNER)
+    with django_capture_on_commit_callbacks(execute=True):
+        platform.post_idem("/api/v1/projects/acme/alerts", {"metric": "available", "level": "warning", "threshold": "50"})
+    for i in range(3):  # 100 → 40 → 20 → 0: the hot path's commit, crossing once
+        with django_capture_on_commit_callbacks(execute=True):
+            held = platform.post_idem("/api/v1/reservations", {"project": "acme", "resource_type": "vm", "quantity": "1",
+                                                               "amount": "60" if i == 0 else "20"})
+            assert held.status_code == 201, held.json()
+            committed = platform.post(f"/api/v1/reservations/{held.json()['id']}/commit", {}, format="json")
+            assert committed.status_code == 200, committed.json()
+    assert [m.to for m in mail.outbox] == [["olga@example.com"]]
+    assert ThresholdAlert.objects.get().state == "fired"
