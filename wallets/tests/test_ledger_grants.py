@@ -205,3 +205,17 @@ def test_a_billing_batch_draws_each_charge_in_order_across_wallets():
                       "u-g1": [(g1.id, M("3"))]}  # globex overdrawn by 2
     assert remaining(a1, a2, g1) == [0, M("8"), 0]
     assert_books_balance()
+
+
+def test_a_card_refund_takes_from_its_own_top_up_first():
+    project = ProjectFactory(slug="acme")
+    ledger.transfer(project=project, direction="in", system_code=Account.System.STRIPE, amount=M("20"),
+                    kind=Transfer.Kind.TOP_UP, idempotency_key="top-up-1", metadata={"checkout_session": 41})
+    ledger.transfer(project=project, direction="in", system_code=Account.System.STRIPE, amount=M("20"),
+                    kind=Transfer.Kind.TOP_UP, idempotency_key="top-up-2", metadata={"checkout_session": 42})
+    grant(project, "5", priority=0)  # first in the draw order for any other debit
+    refund, _ = ledger.transfer(project=project, direction="out", system_code=Account.System.STRIPE, amount=M("8"),
+                                kind=Transfer.Kind.REFUND, idempotency_key="refund-1", metadata={"checkout_session": 42})
+    second = Grant.objects.get(source_transfer__idempotency_key="top-up-2")
+    assert draws(refund) == [(second.id, M("8"))]
+    assert_books_balance()
