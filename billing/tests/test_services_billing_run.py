@@ -359,7 +359,7 @@ def test_the_schedules_are_registered_with_celery_beat(db):
 
     tasks = dict(PeriodicTask.objects.filter(task__startswith="billing.").values_list("task", "enabled"))
     assert tasks == {"billing.tasks.billing_run_due": True, "billing.tasks.lifecycle_sweep": True,
-                     "billing.tasks.webhook_deliveries_due": True}
+                     "billing.tasks.webhook_deliveries_due": True, "billing.tasks.alerts_sweep": True}
 
 
 def test_run_billing_command_prints_progress_and_a_summary(clock):
