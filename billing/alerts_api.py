@@ -34,16 +34,19 @@ class AlertCreateSerializer(StrictSerializer):
         return data
 
 
-ALERT_SCHEMA = inline_serializer("ThresholdAlert", {
+ALERT_FIELDS = {
     "id": serializers.IntegerField(), "project": serializers.CharField(), "metric": serializers.CharField(),
     "level": serializers.CharField(), "threshold": serializers.CharField(), "unit": serializers.CharField(),
     "state": serializers.CharField(help_text="armed: the next crossing notifies; fired: crossed, until it recovers."),
     "last_value": serializers.CharField(allow_null=True), "changed_at": serializers.DateTimeField(allow_null=True),
-})
+}
+ALERT_SCHEMA = inline_serializer("ThresholdAlert", ALERT_FIELDS)
+ALERT_LIST_SCHEMA = inline_serializer("ThresholdAlertList", {
+    "results": inline_serializer("ThresholdAlertListItem", ALERT_FIELDS, many=True)})
 
 
 class ProjectAlertsView(APIView):
-    @extend_schema(responses=inline_serializer("ThresholdAlertList", {"results": ALERT_SCHEMA}))
+    @extend_schema(responses=ALERT_LIST_SCHEMA)
     def get(self, request: Request, slug: str) -> Response:
         """The project's threshold alerts (at most MAX_ALERTS_PER_PROJECT), with their state."""
         project = access.project_for_caller(request, slug)
