@@ -333,7 +333,7 @@ class ThresholdAlert(models.Model):
     # The metric's unit: micro-credits (available), whole hours (runway) or whole percent (budget).
     threshold = models.BigIntegerField()
     state = models.CharField(max_length=5, choices=State.choices, default=State.ARMED)
-    # The value last evaluated, in the threshold's unit (None before the first evaluation or without burn).
+    # The value when the state last flipped, in the threshold's unit (None before, or a runway without burn).
     last_value = models.BigIntegerField(null=True, blank=True)
     changed_at = models.DateTimeField(null=True, blank=True, help_text="When the state last flipped.")
     created_at = models.DateTimeField(auto_now_add=True)

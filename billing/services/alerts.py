@@ -14,6 +14,10 @@ delivery (webhooks.webhook_event_emit, sent by the existing sender) and an Alert
 email outbox, sent to the project's owners after the commit. So concurrent evaluations of one crossing
 notify once, and a value that stays below notifies nothing more.
 
+Each evaluation reads the committed value and flips on what it read; two evaluations racing in opposite
+directions (a debit below and a credit above at once) may leave the state behind the value until the
+next evaluation or the sweep, never notify a crossing twice.
+
 When: after every committed wallet change of a project that has alerts (the wallets.ledger
 on_wallet_changed hook; a reserve alone is seen when it is committed or released), and every five
 minutes by alerts_sweep, which is also how runway alerts follow time passing.
@@ -240,7 +244,8 @@ def _flip(alert: ThresholdAlert, from_state: str, to_state: str, value: int | No
         webhook_event_emit(project=project, event_type=EVENT[alert.metric], data=data)
         notification = AlertNotification.objects.create(alert=alert, change=change, value=value,
                                                         data={"project": project.slug, **data})
-        transaction.on_commit(lambda: _enqueue_email(notification.id))
+        # robust: a failing nudge (or an eager task's failing send) never undoes the committed crossing.
+        transaction.on_commit(lambda: _enqueue_email(notification.id), robust=True)
     alert.state, alert.last_value, alert.changed_at = to_state, value, now
     return notification
 
