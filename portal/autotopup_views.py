@@ -28,20 +28,21 @@ RECENT_CHARGES = 10
 class CreditsField(forms.CharField):
     """Credits typed as a decimal ("25"), micro-credits once cleaned."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, allow_zero: bool = False, **kwargs):
+        self.allow_zero = allow_zero
         super().__init__(max_length=40, **kwargs)
 
     def clean(self, value):
         text = super().clean(value)  # the length bound applies to the text as typed
         try:
-            return parse_amount(text)
+            return parse_amount(text, allow_zero=self.allow_zero)
         except MoneyError as error:
             raise forms.ValidationError(f"Enter an amount in credits, for example 25: it {error}.")
 
 
 class AutoTopUpForm(forms.Form):
     enabled = forms.BooleanField(required=False, label="Auto top-up on")
-    threshold = CreditsField(label="When available falls below (credits)")
+    threshold = CreditsField(allow_zero=True, label="When available falls below (credits)")
     target = CreditsField(label="Top up to (credits)")
     monthly_cap = CreditsField(label="At most per calendar month (credits)")
     consent = forms.BooleanField(required=False, label="I agree to these terms")
