@@ -1,12 +1,10 @@
-from django.urls import register_converter
-
-from creditservice.lib.paths import DatabaseIdConverter
+from creditservice.lib.paths import register_db_id_converter
 from creditservice.lib.routes import api_path
 
 from . import api
 
 # An id too large for the column matches no route (404) rather than reaching the database.
-register_converter(DatabaseIdConverter, "db_id")
+register_db_id_converter()
 
 urlpatterns = [
     api_path("admission/check", api.AdmissionCheckView.as_view(), name="admission-check"),

@@ -42,6 +42,16 @@ class DatabaseIdConverter:
         return str(value)
 
 
+def register_db_id_converter() -> None:
+    """Register `<db_id:…>` once for every URL conf that uses it (wallets, quotas, billing): registering
+    a converter's name twice is deprecated in Django."""
+    from django.urls import register_converter
+    from django.urls.converters import get_converters
+
+    if "db_id" not in get_converters():
+        register_converter(DatabaseIdConverter, "db_id")
+
+
 def path_problem(request: HttpRequest) -> str | None:
     """Why an API request's path or query string cannot name anything, or None."""
     bad = forbidden_character(request.path_info)

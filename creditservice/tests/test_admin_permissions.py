@@ -14,7 +14,7 @@ from django.urls import reverse
 from creditservice.testing.fixtures import ServiceClient
 from quotas.models import Reservation
 from wallets.auth import api_key_create, principal_for_key
-from wallets.models import ApiKey, Project
+from wallets.models import ApiKey, Grant, Project
 from wallets.tests.factories import ProjectFactory, UserFactory, platform_key
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +28,7 @@ CUSTOM_VIEWS = {
     "wallets_project_suspend": {"project_id": 1},
     "billing_billingrun_run": {},
     "wallets_apikey_revoke": {"api_key_id": 1},
+    "wallets_grant_void": {"grant_id": 1},
 }
 
 
@@ -95,7 +96,8 @@ def test_every_custom_admin_view_is_listed():
 def test_a_view_only_staff_user_is_refused_every_custom_view(client, name):
     ProjectFactory(slug="acme", balance="100")
     api_key_create(name="gateway")
-    ids = {"project_id": Project.objects.get().pk, "api_key_id": ApiKey.objects.get().pk}
+    ids = {"project_id": Project.objects.get().pk, "api_key_id": ApiKey.objects.get().pk,
+           "grant_id": Grant.objects.get().pk}
     kwargs = {key: ids[key] for key in CUSTOM_VIEWS[name]}
     client.force_login(view_only_staff())
     url = reverse(f"admin:{name}", kwargs=kwargs)
