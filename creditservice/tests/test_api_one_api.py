@@ -27,7 +27,8 @@ def _api_endpoints(patterns=None, prefix: str = "") -> list[tuple[str, URLPatter
     return found
 
 
-SAMPLE = {"slug": "acme", "reservation_id": "1", "grant_id": "1", "resource_type": "vm", "session_id": "cs_1"}
+SAMPLE = {"slug": "acme", "reservation_id": "1", "grant_id": "1", "resource_type": "vm", "session_id": "cs_1",
+          "month": "2026-01", "alert_id": "1"}
 
 
 def _concrete(route: str) -> str:
