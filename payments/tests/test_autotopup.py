@@ -223,3 +223,14 @@ def test_the_sweep_finds_a_crossing_the_hook_did_not_see(fake_stripe, settings):
     AutoTopUp.objects.filter(project=project).update(enabled=True)  # turned on elsewhere; this process's cache is stale
     assert autotopup.autotopup_sweep()["opened"] == 1
     assert AutoTopUpCharge.objects.get(project=project).amount == credits_to_micros("90")
+
+
+def test_the_sweep_is_on_the_beat_schedule_every_minute():
+    from django_celery_beat.models import PeriodicTask
+
+    from creditservice.celery import app
+
+    task = PeriodicTask.objects.get(task="payments.tasks.autotopup_sweep")
+    assert task.enabled and (task.interval.every, task.interval.period) == (1, "minutes")
+    app.loader.import_default_modules()  # what a worker does at start: autodiscovery finds payments.tasks
+    assert "payments.tasks.autotopup_sweep" in app.tasks and "payments.tasks.autotopup_charge_send" in app.tasks
