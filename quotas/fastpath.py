@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_QUANTITY_MICROS
 from wallets import ledger
@@ -176,20 +176,23 @@ class CommitOutcome:
 def commit(*, reservation_id: int, amount: int | None, scope_project_id: int | None, actor: str,
            now: datetime) -> CommitOutcome | None:
     """pending → committed with the charge, the released rest, the transfer and quota used, in one
-    statement (atomic on its own in autocommit). None: it was not pending and due (or not this
-    caller's, or amount > held) and nothing changed; the caller finds out why."""
+    statement, then the charge's draw from the grants, both in one transaction: the draw must run
+    while the commit's lock on the wallet row is held (in autocommit the lock ended with the first
+    statement, and concurrent draws on one wallet broke the grants' bounds). None: it was not pending
+    and due (or not this caller's, or amount > held) and nothing changed; the caller finds out why."""
     shape = (amount is not None, scope_project_id is not None)
     sql = _COMMIT_SQL.get(shape)
     if sql is None:
         sql = _COMMIT_SQL[shape] = _commit_sql(*shape)
     params = {"amount": amount, "scope_project": scope_project_id, "now": now, "id": reservation_id, "actor": actor}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    project_id, quantity, held, charge, expires_at, created_at, slug, code, balance, reserved, transfer_id, _, wallet_id = row
-    ledger.after_commit_hold(project_id=project_id, balance=balance, reserved=reserved, held=held, charge=charge,
-                             wallet_id=wallet_id, transfer_id=transfer_id)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        project_id, quantity, held, charge, expires_at, created_at, slug, code, balance, reserved, transfer_id, _, wallet_id = row
+        ledger.after_commit_hold(project_id=project_id, balance=balance, reserved=reserved, held=held, charge=charge,
+                                 wallet_id=wallet_id, transfer_id=transfer_id)
     return CommitOutcome(project_id=project_id, quantity=quantity, held=held, charge=charge, expires_at=expires_at,
                          created_at=created_at, slug=slug, resource_type=code)
