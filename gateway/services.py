@@ -24,7 +24,8 @@ from quotas.errors import ProjectSuspended
 from quotas.models import ResourceType
 from quotas.services import budget_refusal, reservations_expire
 from wallets import ledger
-from wallets.models import Account, Project, Transfer
+from wallets import selectors as wallet_selectors
+from wallets.models import Project, Transfer
 
 from . import selectors
 from .models import GatewayCharge, MeteredRoute
@@ -72,8 +73,7 @@ _CLAIM = (
 
 
 def _available(wallet_id: int) -> int:
-    balance, reserved = Account.objects.filter(id=wallet_id).values_list("balance", "reserved").get()
-    return balance - reserved
+    return wallet_selectors.available_for(wallet_id, now=timezone.now())
 
 
 def _charge_once(*, project: "quota_selectors.ProjectRef", route: selectors.Route, request_id: str,

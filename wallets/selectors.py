@@ -9,7 +9,9 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from .ledger.grants import unspendable
+from creditservice.lib.queries import db_datetime
+
+from .ledger.grants import unspendable, unspendable_sql
 from .models import Account, Grant, Transfer
 
 # --- A wallet as every reader shows it ---------------------------------------------------------
@@ -57,6 +59,18 @@ def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -
     return {w.project_id: WalletFigures(balance=w.balance, reserved=max(w.reserved - overdue.get(w.project_id, 0), 0),
                                         unspendable=held_back.get(w.id, 0))
             for w in wallets}
+
+
+def available_for(wallet_id: int, *, now: datetime, until: datetime | None = None) -> int:
+    """Micro-credits admission would count for the wallet: balance - reserved - what grants hold back
+    (expired or scheduled at `now`, or expiring by `until`, a hold's end). What a refusal reports as
+    `available`, so the figure a 402 gives is the one the decision used."""
+    until = until or now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT balance - reserved - {unspendable_sql('%s', '%s', '%s')} FROM {Account._meta.db_table} WHERE id = %s",
+            [wallet_id, db_datetime(until), db_datetime(now), wallet_id])
+        return cursor.fetchone()[0]
 
 
 # --- Grants ------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from creditservice.lib.errors import InsufficientCredits, NotFound, ValidationFa
 from creditservice.lib.money import MAX_AMOUNT_MICROS, format_amount
 from creditservice.lib.retry import retry_transaction
 from wallets import ledger
+from wallets import selectors as wallet_selectors
 from wallets.idempotency import KeyReused
-from wallets.models import Account
 
 from .. import fastpath, metrics, selectors
 from ..errors import ProjectSuspended, QuotaExceeded
@@ -127,9 +127,9 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, 
             # (2) The wallet row: reserved += amount where available covers it.
             state = ledger.hold(wallet_id=project.wallet_id, amount=amount, until=expires_at)
             if state is None:
-                balance, reserved = Account.objects.filter(id=project.wallet_id).values_list("balance", "reserved").get()
+                available = wallet_selectors.available_for(project.wallet_id, now=now, until=expires_at)
                 raise _Refused(InsufficientCredits("not enough available credits for this reservation",
-                                                   available=format_amount(balance - reserved),
+                                                   available=format_amount(available),
                                                    requested=format_amount(amount)), retry_after_expiry=True)
             # (3) The quota row.
             cursor.execute(_HOLD_QUOTA, [project.id, resource_type_id, resource_type_id, quantity, db_datetime(now)])
@@ -218,7 +218,7 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
                 )
                 if done is None:
                     raise NotFound(f"no project {slug!r}")
-                _check_fast_outcome(done, type_id, quantity, now)
+                _check_fast_outcome(done, type_id, quantity, now, expires_at)
         except _Replay:
             return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
         except _Refused as refusal:
@@ -236,7 +236,8 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
     return ReservationResult(body=body, created=True)
 
 
-def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: int, now: datetime) -> None:
+def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: int, now: datetime,
+                        expires_at: datetime) -> None:
     """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
     if done.amount > MAX_AMOUNT_MICROS:
         # hourly_cost × the project's hours, capped by the statement just above the bound (fastpath.py),
@@ -248,9 +249,9 @@ def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity:
         raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
                                         status=done.status), retry_after_expiry=False)
     if not done.held:
-        balance, reserved = Account.objects.filter(id=done.wallet_id).values_list("balance", "reserved").get()
+        available = wallet_selectors.available_for(done.wallet_id, now=now, until=expires_at)
         raise _Refused(InsufficientCredits("not enough available credits for this reservation",
-                                           available=format_amount(balance - reserved),
+                                           available=format_amount(available),
                                            requested=format_amount(done.amount)), retry_after_expiry=True)
     if not done.quota_held:
         raise _Refused(_quota_refusal(done.project_id, type_id, quantity), retry_after_expiry=True)

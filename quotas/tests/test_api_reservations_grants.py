@@ -28,6 +28,8 @@ def test_a_reservation_is_refused_when_its_credits_expire_before_it_does(platfor
     refused = reserve(platform, amount="10", ttl_seconds=300)
     assert refused.status_code == 402, refused.json()
     assert refused.json()["error"] == "insufficient_credits"
+    # The refusal says what the decision counted: none of the 50 lasts until the hold's end.
+    assert (refused.json()["available"], refused.json()["requested"]) == ("0", "10")
     # A hold that expires before the grant does is admitted against it.
     assert reserve(platform, amount="10", ttl_seconds=30).status_code == 201
     assert_books_balance()
