@@ -310,9 +310,6 @@ IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env.int("IDEMPOTENCY_LOCK_TIMEOUT_S
 RESERVATION_DEFAULT_TTL_SECONDS = env.int("RESERVATION_DEFAULT_TTL_SECONDS", default=300)
 RESERVATION_MAX_TTL_SECONDS = env.int("RESERVATION_MAX_TTL_SECONDS", default=86400)
 MIN_RUNTIME_HOURS = env.int("MIN_RUNTIME_HOURS", default=24)
-# PostgreSQL only: reserve and commit as one statement each (quotas/fastpath.py) instead of several
-# short ones. Fewer round trips, but measured slower on a saturated 2-core box; see quotas/fastpath.py.
-ADMISSION_SINGLE_STATEMENT = env.bool("ADMISSION_SINGLE_STATEMENT", default=False)
 # The gRPC admission API (`manage.py grpc_serve`, quotas/grpc_api): where it listens, and how many calls it
 # serves at once (one thread and one database connection each).
 GRPC_HOST = env.str("GRPC_HOST", default="127.0.0.1")

@@ -78,7 +78,7 @@ def reservation_create(request: Any, body: Any) -> services.ReservationResult:
         "actor": access.caller_actor(request),
     }
     if isinstance(user, ServicePrincipal):
-        # The hot path: project lookup, key claim and holds in one statement (see quotas/fastpath.py).
+        # The project by slug, as the key allows (a scoped key only its own).
         return services.reservation_create_by_slug(
             slug=data["project"], scope_project_id=None if user.is_platform else user.project_id,
             amount=data.get("amount"), hourly_cost=data.get("hourly_cost"), **common,

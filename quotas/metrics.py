@@ -1,5 +1,5 @@
-"""Admission's counters (creditservice/lib/metrics.py), counted in one place for both implementations
-of reserve and commit (services and fastpath.py).
+"""Admission's counters (creditservice/lib/metrics.py), counted in one place for reserve and commit
+(quotas/services).
 
 The label children are resolved once, here: on the hot path a count is one dictionary lookup and an
 increment. A decision that wrote something counts once its transaction committed (on_commit runs at

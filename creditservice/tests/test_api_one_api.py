@@ -151,7 +151,7 @@ def test_every_402_carries_available(platform, project):
     # The wallet debit.
     response = platform.post_idem("/api/v1/projects/acme/wallet/debit", {"amount": "1000", "reason": "r"})
     assert response.status_code == 402 and response.json()["available"] == "100"
-    # A reservation beyond the wallet (both paths: the platform key's single statement and a staff session).
+    # A reservation beyond the wallet (both callers: the platform key by slug and a staff session).
     response = reserve(platform, amount="1000")
     assert response.status_code == 402 and response.json()["available"] == "100"
     # A reservation beyond the month's budget: what is left of it.

@@ -134,22 +134,6 @@ class SnapshotReader:
         self.conn.close()
 
 
-def pytest_generate_tests(metafunc):
-    """On PostgreSQL both implementations of reserve and commit (quotas/fastpath.py); SQLite has one."""
-    from django.conf import settings
-
-    if "admission_path" in metafunc.fixturenames:
-        on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-        metafunc.parametrize("admission_path", ["general", "single_statement"] if on_postgres else ["general"],
-                             indirect=True)
-
-
-@pytest.fixture
-def admission_path(request, settings):
-    settings.ADMISSION_SINGLE_STATEMENT = request.param == "single_statement"
-    return request.param
-
-
 @pytest.fixture
 def raw_key() -> str:
     # A transactional test's database was flushed by the one before it: ship the type again.
@@ -194,7 +178,7 @@ def _run_bank(raw_key: str, slugs: list[str], seconds: float) -> tuple[Tally, li
     return total, readings
 
 
-def test_every_snapshot_of_the_books_balances_while_32_clients_move_credits(raw_key, admission_path):
+def test_every_snapshot_of_the_books_balances_while_32_clients_move_credits(raw_key):
     slugs = [f"bank-{i:02d}" for i in range(WALLETS)]
     for slug in slugs:
         ProjectFactory(slug=slug, balance="100")
@@ -202,7 +186,7 @@ def test_every_snapshot_of_the_books_balances_while_32_clients_move_credits(raw_
 
     tally, readings = _run_bank(raw_key, slugs, SECONDS)
 
-    print(f"{connection.vendor} ({admission_path}): {tally.calls} calls in {SECONDS:g} s by {WORKERS} clients "
+    print(f"{connection.vendor}: {tally.calls} calls in {SECONDS:g} s by {WORKERS} clients "
           f"({tally.calls / SECONDS:.0f}/s), {len(readings)} snapshots read; answers {dict(tally.statuses)}")
     assert tally.server_errors == 0, tally.unexpected[:10]
     assert tally.unexpected == []

@@ -26,7 +26,6 @@ and when the `travel` rule says.
 Sizes: 25 sequences × 30 steps locally (about 7 s on SQLite, 15 s on PostgreSQL here); under CI=true
 200 × 50 on PostgreSQL (about 2.5 minutes) and 50 × 50 on SQLite (about 25 s). BOOKS_EXAMPLES and
 BOOKS_STEPS override both; BOOKS_STATS=1 (with -s) prints which operations and answers the run covered.
-On PostgreSQL each sequence draws the admission path (ADMISSION_SINGLE_STATEMENT on or off).
 
 Replaying a failure: a failing run prints the steps and a line `@reproduce_failure('<version>', b'…')`;
 put that decorator (from hypothesis import reproduce_failure) on `BooksMachine` and run this test again
@@ -150,7 +149,6 @@ class BooksMachine(RuleBasedStateMachine):
         self._atomic.__enter__()
         self._travel = time_machine.travel(START, tick=False)
         self.clock = self._travel.start()
-        self._single_statement = django_settings.ADMISSION_SINGLE_STATEMENT
         self.stripe.reset()
         self.books = model.Books(context.rules, _prices(self.types))
         self.keys = 0
@@ -167,7 +165,6 @@ class BooksMachine(RuleBasedStateMachine):
 
     def teardown(self):
         self._travel.stop()
-        django_settings.ADMISSION_SINGLE_STATEMENT = self._single_statement
         transaction.set_rollback(True)
         self._atomic.__exit__(None, None, None)
 
@@ -258,11 +255,6 @@ class BooksMachine(RuleBasedStateMachine):
             assert self.books.available(slug, now) >= 0 and self.books.available(slug) >= 0
 
     # --- rules: wallets -------------------------------------------------------------------------
-    @initialize(single_statement=st.booleans())
-    def admission_path(self, single_statement):
-        """On PostgreSQL, the single-statement admission path is as good as the general one."""
-        django_settings.ADMISSION_SINGLE_STATEMENT = single_statement
-
     @initialize(amounts=st.tuples(*[st.sampled_from([0, 10_000_000, 50_000_000, 200_000_000])] * len(SLUGS)))
     def opening_balances(self, amounts):
         for slug, amount in zip(SLUGS, amounts, strict=True):

@@ -23,15 +23,17 @@ from wallets import ledger
 from wallets import selectors as wallet_selectors
 from wallets.idempotency import KeyReused
 
-from .. import fastpath, metrics, selectors
+from .. import metrics, selectors
 from ..errors import ProjectSuspended, QuotaExceeded
-from ..models import Quota, Reservation
+from ..models import Quota, QuotaDefault, Reservation
 from ..quantities import MAX_QUANTITY_MICROS, format_quantity
 from ..selectors import ProjectRef, db_datetime
 from .limits import budget_refusal
-from .settlement import _QUOTA, _RESERVATION, reservations_expire
+from .settlement import reservations_expire
 
-_DEFAULT = selectors._DEFAULT
+_RESERVATION = Reservation._meta.db_table
+_QUOTA = Quota._meta.db_table
+_DEFAULT = QuotaDefault._meta.db_table
 
 
 def reservation_ttl(ttl_seconds: int | None) -> timedelta:
@@ -184,84 +186,20 @@ def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], q
     return ReservationResult(body=body, created=True)
 
 
-class _Replay(Exception):
-    """The Idempotency-Key was already used: roll back this attempt's hold and answer with the first reservation."""
-
-
-@retry_transaction
 def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resource_type: tuple[int, str],
                                quantity: int, amount: int | None, hourly_cost: int | None, ttl_seconds: int | None,
                                idempotency_scope: str, idempotency_key: str, fingerprint: str, actor: str,
                                now: datetime | None = None) -> ReservationResult:
     """reservation_create for a service key that names the project by slug (scope_project_id: the one
-    project a scoped key may use). The same rules and answers; on PostgreSQL the lookup, the claim of
-    the key and both holds are one statement (quotas/fastpath.py). Unknown project → 404."""
-    if not fastpath.enabled():
-        project = selectors.project_ref(slug=slug)
-        if project is None or (scope_project_id is not None and project.id != scope_project_id):
-            raise NotFound(f"no project {slug!r}")
-        if amount is None:
-            amount = hold_for_min_runtime(hourly_cost=hourly_cost, project=project)
-        return reservation_create(project=project, resource_type=resource_type, quantity=quantity, amount=amount,
-                                  ttl_seconds=ttl_seconds, idempotency_scope=idempotency_scope,
-                                  idempotency_key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now)
-    now = now or timezone.now()
-    expires_at = now + reservation_ttl(ttl_seconds)
-    type_id, type_code = resource_type
-    for attempt in (1, 2):
-        try:
-            with transaction.atomic():
-                done = fastpath.reserve(
-                    slug=slug, scope_project_id=scope_project_id, resource_type_id=type_id, quantity=quantity,
-                    amount=amount, hourly_cost=hourly_cost, expires_at=expires_at, idempotency_scope=idempotency_scope,
-                    idempotency_key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now,
-                )
-                if done is None:
-                    raise NotFound(f"no project {slug!r}")
-                _check_fast_outcome(done, type_id, quantity, now, expires_at)
-        except _Replay:
-            return ReservationResult(body=_replay(idempotency_scope, idempotency_key, fingerprint), created=False)
-        except _Refused as refusal:
-            if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=done.project_id, now=now):
-                continue
-            metrics.admission_refused(refusal.error.code)
-            raise refusal.error from None
-        break
-    metrics.reservation_created()
-    body = selectors.reservation_body(
-        id=done.reservation_id, project=done.slug, resource_type=type_code, quantity=quantity, amount=done.amount,
-        status=Reservation.Status.PENDING, expires_at=expires_at, committed_amount=None, created_at=now,
-        ended_at=None, now=now,
-    )
-    return ReservationResult(body=body, created=True)
-
-
-def _check_fast_outcome(done: "fastpath.ReserveOutcome", type_id: int, quantity: int, now: datetime,
-                        expires_at: datetime) -> None:
-    """Raise to roll the statement's writes back when it was refused; the same order as _reserve_once."""
-    if done.amount > MAX_AMOUNT_MICROS:
-        # hourly_cost × the project's hours, capped by the statement just above the bound (fastpath.py),
-        # which then inserted no reservation: checked before the replay that a missing row would mean.
-        raise min_runtime_hold_too_large(None)
-    if done.reservation_id is None:
-        raise _Replay()
-    if done.status != "active":
-        raise _Refused(ProjectSuspended(f"project {done.slug!r} is {done.status}: it admits no new resources",
-                                        status=done.status), retry_after_expiry=False)
-    if not done.held:
-        available = wallet_selectors.available_for(done.wallet_id, now=now, until=expires_at)
-        raise _Refused(InsufficientCredits("not enough available credits for this reservation",
-                                           available=format_amount(available),
-                                           requested=format_amount(done.amount)), retry_after_expiry=True)
-    if not done.quota_held:
-        raise _Refused(_quota_refusal(done.project_id, type_id, quantity), retry_after_expiry=True)
-    if done.quota_limit is not None and done.quota_used + done.quota_reserved > done.quota_limit:
-        # A first reservation of the type created the row with the staff default as its limit.
-        raise _Refused(QuotaExceeded("the quota of this resource type does not allow this quantity",
-                                     limit=format_quantity(done.quota_limit), used="0", reserved="0",
-                                     requested=format_quantity(quantity)), retry_after_expiry=False)
-    if done.has_budget:
-        _check_budget(project_id=done.project_id, wallet_id=done.wallet_id, amount=done.amount, now=now)
+    project a scoped key may use). The same rules and answers. Unknown project → 404."""
+    project = selectors.project_ref(slug=slug)
+    if project is None or (scope_project_id is not None and project.id != scope_project_id):
+        raise NotFound(f"no project {slug!r}")
+    if amount is None:
+        amount = hold_for_min_runtime(hourly_cost=hourly_cost, project=project)
+    return reservation_create(project=project, resource_type=resource_type, quantity=quantity, amount=amount,
+                              ttl_seconds=ttl_seconds, idempotency_scope=idempotency_scope,
+                              idempotency_key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now)
 
 
 def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime) -> None:

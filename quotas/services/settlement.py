@@ -14,7 +14,7 @@ from creditservice.lib.retry import retry_transaction
 from wallets import ledger
 from wallets.models import Account, Transfer
 
-from .. import fastpath, metrics, selectors
+from .. import metrics, selectors
 from ..errors import ReservationEnded
 from ..models import Quota, Reservation
 from ..quantities import format_quantity
@@ -109,19 +109,7 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     the transfer INSERT (ledger.commit_hold), the quota UPDATE, and the COMMIT.
     """
     now = now or timezone.now()
-    if fastpath.enabled():
-        done = fastpath.commit(reservation_id=reservation_id, amount=amount, scope_project_id=project_id, actor=actor,
-                               now=now)
-        if done is not None:
-            metrics.reservation_ended("committed")
-            return selectors.reservation_body(
-                id=reservation_id, project=done.slug, resource_type=done.resource_type, quantity=done.quantity,
-                amount=done.held, status=Reservation.Status.COMMITTED, expires_at=done.expires_at,
-                committed_amount=done.charge, created_at=done.created_at, ended_at=now, now=now,
-            )
-        row = None
-    else:
-        row = _commit_in_steps(reservation_id, amount, project_id, actor, now)
+    row = _commit_in_steps(reservation_id, amount, project_id, actor, now)
     if row is not None:
         metrics.reservation_ended("committed")
         project_id_, type_id, quantity, held, take, expires_at, created_at, slug, wallet_id, code = row
@@ -136,7 +124,7 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
 
 def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | None, actor: str,
                      now: datetime) -> tuple | None:
-    """The general commit (SQLite): compare-and-set, the ledger commit, the quota, in one transaction."""
+    """The commit: compare-and-set, the ledger commit, the quota, in one transaction."""
     with transaction.atomic():
         row = _commit_pending(reservation_id, amount, project_id, now)
         if row is not None:

@@ -1,7 +1,7 @@
 """A hold given back — a release, a commit of nothing, an expiry — is funding, as the unused part of a
 commit already was: a project in grace whose available balance it takes above zero is active again at
 once (README: "Funding ... that leaves available > 0 reactivates the project at once"). Before, only a
-commit of part of a hold did it (and a commit of nothing only on the single-statement path); the project
+commit of part of a hold did it; the project
 stayed in grace, refusing new reservations, until the lifecycle sweep. Found by the model-based test
 (creditservice/tests/test_model_books.py)."""
 

@@ -1,5 +1,5 @@
 """Reservations never overflow a column: the hold hourly_cost × hours, the sum of a type's holds and
-the TTL are bounded, on both implementations of reserve (general and single statement)."""
+the TTL are bounded."""
 
 import pytest
 
@@ -46,7 +46,7 @@ def test_an_hourly_cost_at_the_bound_is_held(platform, rich):
 
 
 def test_a_project_runtime_override_cannot_overflow_the_hold(platform, rich):
-    # The single statement multiplies by the project's own hours in SQL: capped there, refused after.
+    # The hold is hourly_cost × the project's own hours: refused as a 400 before any SQL once beyond the bound.
     Project.objects.filter(id=rich.id).update(min_runtime_hours=1_000_000)
     at_bound = reserve(platform, amount=None, hourly_cost="1000000")  # × 10^6 h = 10^12 credits
     assert at_bound.status_code == 201, at_bound.json()

@@ -1,9 +1,9 @@
-"""Commits of one wallet at the same moment draw from its grants once each, on both admission paths.
+"""Commits of one wallet at the same moment draw from its grants once each.
 
 Each commit takes its charge from the wallet's grants (wallets/ledger/grants.py) while it holds the
-wallet row. On the single-statement path the draw is a second statement; run in autocommit it ran
-after the lock was gone, and two commits drew from the same grant's old remaining: a 500 from the
-grant's CHECK, after the charge had moved.
+wallet row. A draw run after the lock was gone (a former single-statement commit in autocommit) let
+two commits draw from the same grant's old remaining: a 500 from the grant's CHECK, after the charge
+had moved.
 """
 
 import threading
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 COMMITS = 16
 
 
-def test_parallel_commits_of_one_wallet_each_draw_once_from_its_grants(admission_path):
+def test_parallel_commits_of_one_wallet_each_draw_once_from_its_grants():
     ResourceType.objects.get_or_create(code="vm", defaults={"display_name": "vm", "unit": "vm"})
     raw_key = platform_key()
     project = ProjectFactory(slug="acme", balance="7")  # a granted grant of 7

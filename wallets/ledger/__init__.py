@@ -288,7 +288,7 @@ def _grant_side(record: Transfer, *, wallet_id: int, direction: str, grant: Gran
         grants.draw_from(grant_id=draw_grant_id, transfer_id=record.id, amount=record.amount)
     elif record.kind == Transfer.Kind.REFUND:
         grants.draw_refund(wallet_id=wallet_id, transfer_id=record.id, amount=record.amount,
-                           checkout_session=(record.metadata or {}).get("checkout_session"), now=record.created_at)
+                           metadata=record.metadata or {}, now=record.created_at)
     else:
         grants.draw(wallet_id=wallet_id, transfer_id=record.id, amount=record.amount, now=record.created_at)
 
@@ -439,54 +439,6 @@ def commit_hold(
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
     _wallet_changed(project_id)
     return balance
-
-
-# --- SQL fragments for single-statement admission (PostgreSQL) --------------------------------
-# quotas composes its reserve and commit into one statement each, with data-modifying CTEs. The
-# parts that write wallets and transfers are defined here so that this module stays the only one
-# that says how credits move. Each fragment reads its inputs from a CTE named by the caller.
-
-def hold_cte(source: str) -> str:
-    """UPDATE … FROM source: reserved += source.amount on source.wallet_id, if available covers it and
-    source.admits is true. RETURNING id, balance, reserved; no row = refused (nothing changed).
-    source.until: the hold's expiry (credits of grants expiring by then do not cover it, as in hold())."""
-    unspendable = grants.unspendable_sql(f"{_WALLET}.id", f"{source}.until", f"{source}.now")
-    return (
-        f"UPDATE {_WALLET} SET reserved = {_WALLET}.reserved + {source}.amount, updated_at = {source}.now "
-        f"FROM {source} WHERE {_WALLET}.id = {source}.wallet_id AND {source}.admits "
-        f"AND {_WALLET}.balance - {_WALLET}.reserved - {unspendable} >= {source}.amount "
-        f"RETURNING {_WALLET}.id, {_WALLET}.balance, {_WALLET}.reserved"
-    )
-
-
-def commit_hold_ctes(source: str, *, wallet: str, transfer: str, system_code: str, kind: str) -> str:
-    """Two CTEs, `wallet` and `transfer`: balance -= source.charge and reserved -= source.held on the
-    wallet of source.project_id; one transfer wallet → system account of source.charge (none when it
-    is 0) with source.idempotency_key, source.reference, source.reason, source.actor, source.now.
-    The same effect as commit_hold(); the caller must have made it exactly-once in the same statement."""
-    system_id = int(system_account_id(system_code))
-    return (
-        f"{wallet} AS (UPDATE {_WALLET} SET balance = {_WALLET}.balance - {source}.charge, "
-        f"reserved = {_WALLET}.reserved - {source}.held, updated_at = {source}.now FROM {source} "
-        f"WHERE {_WALLET}.project_id = {source}.project_id RETURNING {_WALLET}.id, {_WALLET}.balance, {_WALLET}.reserved), "
-        f"{transfer} AS (INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
-        f"SELECT {source}.project_id, {wallet}.id, {system_id}, {source}.charge, '{Transfer.Kind(kind).value}', "
-        f"{source}.reason, {source}.reference, {source}.idempotency_key, '{{}}'::jsonb, {source}.actor, "
-        f"{wallet}.balance, {source}.now FROM {source}, {wallet} WHERE {source}.charge > 0 RETURNING id)"
-    )
-
-
-def after_commit_hold(*, project_id: int, balance: int, reserved: int, held: int, charge: int,
-                      wallet_id: int | None = None, transfer_id: int | None = None) -> None:
-    """Draw from the grants and run the funded hooks as commit_hold() does, for a commit made through
-    commit_hold_ctes() (its transfer_id: none when it charged nothing). Its own statement, after the
-    commit's: the wallet row is locked by then, so the draw sees the grants as the last holder left them."""
-    if transfer_id is not None and charge > 0:
-        grants.draw(wallet_id=wallet_id or wallet_account_id(project_id), transfer_id=transfer_id, amount=charge,
-                    now=timezone.now())
-    if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - charge):
-        transaction.on_commit(lambda: _run_funded_hooks(project_id))
-    _wallet_changed(project_id)
 
 
 # The set-based path of the billing batch; imported last, it uses the helpers above.
