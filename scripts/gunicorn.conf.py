@@ -10,7 +10,9 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().p
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
-worker_class = "sync"
+# GUNICORN_WORKER_CLASS / GUNICORN_THREADS: for measuring the alternatives (make bench); see docs/performance.md.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "sync"
+threads = int(os.environ.get("GUNICORN_THREADS") or 1)
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
