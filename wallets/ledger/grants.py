@@ -163,12 +163,21 @@ def draw_from(*, grant_id: int, transfer_id: int, amount: int) -> None:
         _write_draws(cursor, transfer_id, [(grant_id, amount)])
 
 
-def draw_refund(*, wallet_id: int, transfer_id: int, amount: int, checkout_session: object, now: datetime) -> None:
-    """A card refund takes first from the purchased grant of its own top-up (same checkout session),
-    then in the draw order."""
-    source = (Grant.objects.filter(wallet_id=wallet_id, remaining__gt=0, source_transfer__kind=Transfer.Kind.TOP_UP,
-                                   source_transfer__metadata__checkout_session=checkout_session)
-              .values_list("id", "remaining").first()) if checkout_session is not None else None
+# The metadata key that names a card top-up on both its funding transfer and its refunds: a Checkout
+# top-up's row, or an automatic top-up's charge row.
+REFUND_SOURCE_KEYS = ("checkout_session", "autotopup_charge")
+
+
+def draw_refund(*, wallet_id: int, transfer_id: int, amount: int, metadata: dict, now: datetime) -> None:
+    """A card refund takes first from the purchased grant of its own top-up (the funding transfer names the
+    same checkout session or automatic charge), then in the draw order."""
+    source = None
+    for key in REFUND_SOURCE_KEYS:
+        if metadata.get(key) is not None:
+            source = (Grant.objects.filter(wallet_id=wallet_id, remaining__gt=0, source_transfer__kind=Transfer.Kind.TOP_UP,
+                                           **{f"source_transfer__metadata__{key}": metadata[key]})
+                      .values_list("id", "remaining").first())
+            break
     if source is not None:
         take = min(source[1], amount)
         draw_from(grant_id=source[0], transfer_id=transfer_id, amount=take)
