@@ -175,6 +175,31 @@ def autotopup_turn_off(*, ids: list[int], reason: str) -> int:
     return count
 
 
+def autotopup_customer_ensure(*, project: Project) -> AutoTopUp:
+    """The project's Stripe customer, the owner of a saved card: created once, outside any transaction,
+    under a key built from the settings row (a retry or a concurrent request gets the same customer).
+    Raises StripeUnavailable."""
+    row = autotopup_of(project)
+    if not row.stripe_customer_id:
+        customer_id = stripe_client.customer_create(
+            params={"name": project.name, "metadata": {"project": project.slug, "autotopup_row": str(row.id)}},
+            idempotency_key=f"v1:autotopup-customer:{row.id}:{row.created_at:%Y%m%dT%H%M%S%f}",
+        )
+        AutoTopUp.objects.filter(id=row.id, stripe_customer_id__isnull=True).update(stripe_customer_id=customer_id)
+        row.refresh_from_db()
+    return row
+
+
+def autotopup_consent_record(*, project: Project, actor: str) -> AutoTopUp:
+    """The tenant agreed to the current terms (who, when, version and text), as on the settings page."""
+    with transaction.atomic():
+        row = AutoTopUp.objects.select_for_update().get(pk=autotopup_of(project).pk)
+        row.consent_by, row.consent_at = actor, timezone.now()
+        row.consent_terms_version, row.consent_terms_text = TERMS_VERSION, TERMS_TEXT
+        row.save(update_fields=["consent_by", "consent_at", "consent_terms_version", "consent_terms_text", "updated_at"])
+    return row
+
+
 def autotopup_card_setup_start(*, project: Project, success_url: str, cancel_url: str, token: str) -> str:
     """"Save a card": a Stripe customer for the project (once) and a Checkout Session in setup mode.
     Returns the URL to send the tenant to. The card arrives with setup_intent.succeeded. Outside any
@@ -182,15 +207,8 @@ def autotopup_card_setup_start(*, project: Project, success_url: str, cancel_url
     from creditservice.lib.errors import ServiceUnavailable
 
     require_billing_enabled()
-    row = autotopup_of(project)
     try:
-        if not row.stripe_customer_id:
-            customer_id = stripe_client.customer_create(
-                params={"name": project.name, "metadata": {"project": project.slug, "autotopup_row": str(row.id)}},
-                idempotency_key=f"v1:autotopup-customer:{row.id}:{row.created_at:%Y%m%dT%H%M%S%f}",
-            )
-            AutoTopUp.objects.filter(id=row.id, stripe_customer_id__isnull=True).update(stripe_customer_id=customer_id)
-            row.refresh_from_db()
+        row = autotopup_customer_ensure(project=project)
         metadata = {"project": project.slug, "autotopup_row": str(row.id)}
         session = stripe_client.checkout_session_create(params={
             "mode": "setup", "customer": row.stripe_customer_id, "currency": settings.STRIPE_CURRENCY.lower(),

@@ -19,27 +19,39 @@ from django.utils import timezone
 from creditservice.lib.metrics import STRIPE_WEBHOOK_EVENTS
 from creditservice.lib.text import TextError, clean_text, storable_json
 
-from . import autotopup, services, stripe_client
-from .models import CheckoutSession, StripeEvent
+from . import autotopup, autotopup_refunds, services, stripe_client, topup_card
+from .models import AutoTopUpCharge, CheckoutSession, StripeEvent
 
 log = logging.getLogger(__name__)
+
+
+def _checkout_paid(obj: dict[str, Any]) -> CheckoutSession:
+    # Funded first (its own transaction); then, if the owner asked, its card is saved for automatic
+    # top-ups, which reads Stripe outside any transaction.
+    return topup_card.checkout_card_save(session=services.checkout_session_fund(stripe_session=obj))
 
 
 def _checkout_completed(obj: dict[str, Any]) -> CheckoutSession:
     # Cards are "paid" at once; delayed methods (bank debits) complete "unpaid" and fund on async success.
     if obj.get("payment_status") in ("paid", "no_payment_required"):
-        return services.checkout_session_fund(stripe_session=obj)
+        return _checkout_paid(obj)
     return services.checkout_session_await_payment(stripe_session=obj)
+
+
+def _charge_refunded(obj: dict[str, Any]) -> Any:
+    if autotopup_refunds.is_autotopup_payment(obj):
+        return autotopup_refunds.autotopup_charge_refund(charge=obj)
+    return services.checkout_session_refund(charge=obj)
 
 
 HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "checkout.session.completed": _checkout_completed,
-    "checkout.session.async_payment_succeeded": lambda obj: services.checkout_session_fund(stripe_session=obj),
+    "checkout.session.async_payment_succeeded": _checkout_paid,
     "checkout.session.async_payment_failed": lambda obj: services.checkout_session_close(
         stripe_session=obj, status=CheckoutSession.Status.FAILED),
     "checkout.session.expired": lambda obj: services.checkout_session_close(
         stripe_session=obj, status=CheckoutSession.Status.EXPIRED),
-    "charge.refunded": lambda obj: services.checkout_session_refund(charge=obj),
+    "charge.refunded": _charge_refunded,
     "charge.dispute.created": lambda obj: services.checkout_session_flag_dispute(dispute=obj),
     # Auto top-up: the saved card, and the off-session charges (a Checkout payment's intent is ignored).
     "setup_intent.succeeded": lambda obj: autotopup.autotopup_card_saved(setup_intent=obj),
@@ -154,7 +166,7 @@ def stripe_event_process(*, event: StripeEvent) -> StripeEvent:
         _finish(event, StripeEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
         raise
     _finish(event, StripeEvent.Status.PROCESSED)
-    if isinstance(outcome, CheckoutSession) and outcome.funded and outcome.stripe_payment_intent_id:
+    if isinstance(outcome, CheckoutSession | AutoTopUpCharge) and outcome.transfer_id and outcome.stripe_payment_intent_id:
         _retry_waiting_payment_events(outcome.stripe_payment_intent_id)
     return event
 

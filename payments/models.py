@@ -47,6 +47,9 @@ class CheckoutSession(models.Model):
     refunded_currency_amount = models.BigIntegerField(default=0, help_text="Money refunded, in minor units.")
     disputed = models.BooleanField(default=False, help_text="The cardholder opened a dispute: staff must look.")
     disputed_at = models.DateTimeField(null=True, blank=True)
+    # An owner ticked "save this card for automatic top-ups": once paid, the card becomes the project's.
+    save_card = models.BooleanField(default=False)
+    card_saved_at = models.DateTimeField(null=True, blank=True, help_text="When its card became the auto top-up card.")
     created_by = models.CharField(max_length=100, help_text="user:<id>, api_key:<id> or system")
     error = models.TextField(blank=True, help_text="Why Stripe could not be reached, when it could not.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -183,6 +186,8 @@ class AutoTopUpCharge(models.Model):
         Transfer, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         help_text="The ledger transfer stripe → wallet that funded this charge.",
     )
+    refunded_amount = models.BigIntegerField(default=0, help_text="Credits taken back by refunds, in micro-credits.")
+    refunded_currency_amount = models.BigIntegerField(default=0, help_text="Money refunded, in minor units.")
     closed_at = models.DateTimeField(null=True, blank=True, help_text="The crossing is over: the next fall is a new one.")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -203,6 +208,8 @@ class AutoTopUpCharge(models.Model):
                                    name="autotopup_charge_amounts_not_negative"),
             models.CheckConstraint(condition=~Q(status="succeeded") | Q(transfer__isnull=False),
                                    name="autotopup_charge_succeeded_has_transfer"),
+            models.CheckConstraint(condition=Q(refunded_amount__gte=0, refunded_amount__lte=F("amount")),
+                                   name="autotopup_charge_refund_within_amount"),
         ]
         indexes = [
             # Serves the sweep: created charges whose retry is due.

@@ -24,7 +24,7 @@ from wallets.idempotency import KeyReused
 from wallets.models import Account, Project, Transfer
 
 from . import selectors, stripe_client
-from .models import CheckoutSession
+from .models import AutoTopUp, CheckoutSession
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def currency_amount_for(amount: int) -> int:
 def _checkout_params(session: CheckoutSession, project: Project) -> dict[str, Any]:
     credits = format_amount(session.amount)
     metadata = {"project": project.slug, "credits": credits, "checkout_session_row": str(session.id)}
-    return {
+    params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [{
             "quantity": 1,
@@ -94,6 +94,12 @@ def _checkout_params(session: CheckoutSession, project: Project) -> dict[str, An
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
     }
+    if session.save_card:
+        # The card is saved on the project's customer for later off-session charges (auto top-up); the
+        # paid event then saves the intent's payment_method as the project's card.
+        params["customer"] = AutoTopUp.objects.values_list("stripe_customer_id", flat=True).get(project=project)
+        params["payment_intent_data"]["setup_future_usage"] = "off_session"
+    return params
 
 
 def url_origin(url: str) -> str | None:
@@ -147,8 +153,19 @@ def require_billing_enabled() -> None:
         raise ServiceUnavailable("card top-ups are not configured on this service", code="billing_disabled")
 
 
+def checkout_amount_check(amount: int) -> int:
+    """A top-up's micro-credits within the bounds and an exact amount of money: its minor units, or 400."""
+    bounds = selectors.topup_bounds()
+    if not bounds.minimum <= amount <= bounds.maximum:
+        raise ValidationFailed({"amount": [
+            f"top-ups are between {format_amount(bounds.minimum)} and {format_amount(bounds.maximum)} credits"
+        ]})
+    return currency_amount_for(amount)
+
+
 def checkout_session_create(
     *, project: Project, amount: int, actor: str, idempotency_key: str, success_url: str, cancel_url: str,
+    save_card: bool = False,
 ) -> CheckoutSession:
     """Start a card top-up of `amount` micro-credits: a Stripe Checkout Session the customer is sent to.
 
@@ -156,17 +173,16 @@ def checkout_session_create(
     with a key built from that row, then the row gets Stripe's session in one short statement. A call
     with the same idempotency_key returns the same top-up, and resumes one whose Stripe call failed or
     is still running elsewhere (Stripe answers a repeated key with the session it already made).
+    save_card: also save the card for automatic top-ups; the caller has made the project's Stripe customer
+    (payments.autotopup.autotopup_customer_ensure) and recorded the owner's consent.
     Must not be called inside a transaction. Raises ServiceUnavailable (503 billing_disabled /
     stripe_unavailable), ValidationFailed (400) or RateLimited (429: too many open top-ups this hour; a
     retry of a top-up already made is never limited).
     """
     require_billing_enabled()
-    bounds = selectors.topup_bounds()
-    if not bounds.minimum <= amount <= bounds.maximum:
-        raise ValidationFailed({"amount": [
-            f"top-ups are between {format_amount(bounds.minimum)} and {format_amount(bounds.maximum)} credits"
-        ]})
-    currency_amount = currency_amount_for(amount)
+    currency_amount = checkout_amount_check(amount)
+    if save_card and not AutoTopUp.objects.filter(project=project, stripe_customer_id__isnull=False).exists():
+        raise ValidationFailed({"save_card": ["the project has no Stripe customer to save the card on"]})
     # durable: the write-ahead row must really commit before Stripe is called, so a caller that opened a
     # transaction around this (holding locks, on SQLite the whole database, across the network) fails here.
     with transaction.atomic(durable=True):
@@ -180,9 +196,10 @@ def checkout_session_create(
                 "project": project, "amount": amount, "currency": settings.STRIPE_CURRENCY.lower(),
                 "currency_amount": currency_amount, "created_by": actor,
                 "success_url": with_session_id_placeholder(success_url), "cancel_url": cancel_url,
+                "save_card": save_card,
             },
         )
-    if not created and (session.project_id != project.id or session.amount != amount):
+    if not created and (session.project_id != project.id or session.amount != amount or session.save_card != save_card):
         raise KeyReused("this idempotency key was used for another top-up")
     if session.stripe_session_id:
         return session

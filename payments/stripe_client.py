@@ -107,6 +107,15 @@ def payment_intent_create(*, params: dict[str, Any], idempotency_key: str) -> Cr
                                 currency=intent.currency or "")
 
 
+def payment_intent_retrieve(payment_intent_id: str) -> dict[str, Any]:
+    """GET /v1/payment_intents/<id>: the card (payment_method) and customer a paid Checkout used."""
+    try:
+        intent = _client().v1.payment_intents.retrieve(payment_intent_id)
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc.user_message or exc)) from exc
+    return intent.to_dict()
+
+
 def webhook_event(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
     """Verify the Stripe-Signature of a raw webhook body with the official check (default tolerance, 300 s).
 

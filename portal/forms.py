@@ -18,6 +18,10 @@ def new_form_token() -> str:
 class TopUpForm(forms.Form):
     amount = forms.CharField(max_length=40, label="Amount (credits)")
     token = forms.RegexField(regex=r"^[A-Za-z0-9_-]{16,64}$", widget=forms.HiddenInput)
+    # "Save this card for automatic top-ups" (owners only, checked by the view) and the version of the
+    # terms the owner was shown beside it: ticking it is the consent to that text.
+    save_card = forms.BooleanField(required=False)
+    terms_version = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
 
     def __init__(self, *args, limits: TopUpLimits, **kwargs):
         super().__init__(*args, **kwargs)

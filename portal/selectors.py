@@ -21,7 +21,7 @@ from billing import selectors as billing_selectors
 from creditservice.lib.money import credits_to_micros
 from payments import selectors as payment_selectors
 from payments.models import CheckoutSession
-from wallets.models import Project, Transfer
+from wallets.models import Membership, Project, Transfer
 from wallets.selectors import (
     GrantSummary,
     WalletFigures,
@@ -44,6 +44,11 @@ def project_for_member(user: AbstractBaseUser, slug: str) -> Project:
     if project is None:
         raise Http404(f"no project {slug!r}")
     return project
+
+
+def is_owner(user: AbstractBaseUser, project: Project) -> bool:
+    """Owners decide what charges the project's card (auto top-up, saving a card)."""
+    return Membership.objects.filter(project=project, user=user, role=Membership.Role.OWNER).exists()
 
 
 def project_transfers(project: Project) -> QuerySet[Transfer]:

@@ -1,6 +1,7 @@
 """Tenant portal pages. Thin: reads come from portal.selectors, the one write is payments' Checkout Session."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -10,7 +11,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from creditservice.lib.errors import ApiError, ValidationFailed
 from creditservice.lib.money import format_amount
+from payments import autotopup
 from payments.services import checkout_session_create
+from payments.topup_card import checkout_session_create_saving_card
 from wallets.models import Project
 
 from . import selectors
@@ -47,6 +50,10 @@ def _render_project(request: HttpRequest, project: Project, *, status: int = 200
         "custom_token": new_form_token(),
         "topup_form": topup_form,
         "topup_error": topup_error,
+        # Only owners are offered "save this card for automatic top-ups" (the view refuses anyone else).
+        "owner": selectors.is_owner(request.user, project),
+        "terms_version": autotopup.TERMS_VERSION,
+        "terms_text": autotopup.TERMS_TEXT,
     }
     return render(request, "portal/project.html", context, status=status)
 
@@ -69,23 +76,34 @@ def topup(request: HttpRequest, slug: str) -> HttpResponse:
     form = TopUpForm(request.POST, limits=limits)
     if not form.is_valid():
         return _render_project(request, project, status=400, topup_form=form)
+    save_card = form.cleaned_data["save_card"]
+    if save_card and not selectors.is_owner(request.user, project):
+        raise PermissionDenied("only the project's owners save a card for automatic top-ups")
     amount = form.cleaned_data["amount"]
     success = request.build_absolute_uri(reverse("portal:topup-success", args=[project.slug]))
     cancel = request.build_absolute_uri(reverse("portal:topup-cancel", args=[project.slug]))
+    request_args = {
+        "project": project,
+        "amount": amount,
+        "actor": f"user:{request.user.pk}",
+        # The amount is part of the key: the preset buttons of one form share its token. Saving the card
+        # makes another top-up (one key, one set of Stripe parameters).
+        "idempotency_key": f"v1:portal-topup:{project.pk}:{request.user.pk}:{form.cleaned_data['token']}:{amount}"
+                           + (":save-card" if save_card else ""),
+        # Stripe replaces {CHECKOUT_SESSION_ID} itself; it must reach Stripe unencoded.
+        "success_url": success + "?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": cancel,
+    }
     try:
-        session = checkout_session_create(
-            project=project,
-            amount=amount,
-            actor=f"user:{request.user.pk}",
-            # The amount is part of the key: the preset buttons of one form share its token.
-            idempotency_key=f"v1:portal-topup:{project.pk}:{request.user.pk}:{form.cleaned_data['token']}:{amount}",
-            # Stripe replaces {CHECKOUT_SESSION_ID} itself; it must reach Stripe unencoded.
-            success_url=success + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=cancel,
-        )
+        if save_card:
+            session = checkout_session_create_saving_card(**request_args,
+                                                          terms_version=form.cleaned_data["terms_version"])
+        else:
+            session = checkout_session_create(**request_args)
     except ValidationFailed as error:
-        # Payments re-checks the amount (bounds, an exact amount of the currency): shown beside the field.
-        form.add_error("amount", _error_text(error))
+        # Payments re-checks the amount (bounds, an exact amount of the currency) and the terms agreed to:
+        # shown beside the field.
+        form.add_error("save_card" if "save_card" in error.detail else "amount", _error_text(error))
         return _render_project(request, project, status=400, topup_form=form)
     except ApiError as error:
         return _render_project(request, project, status=error.status_code, topup_form=form,

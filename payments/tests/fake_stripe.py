@@ -4,8 +4,8 @@
     settings.STRIPE_API_BASE = fake.base_url   # the real `stripe` library then talks to it
     fake.webhook_url = live_server.url + "/stripe/webhook"
 
-It answers POST /v1/checkout/sessions (form-encoded, as the library sends it) and
-GET /v1/checkout/sessions/<id>, records every request's params and headers (Idempotency-Key too), and
+It answers POST /v1/checkout/sessions (form-encoded, as the library sends it),
+GET /v1/checkout/sessions/<id> and GET /v1/payment_intents/<id>, records every request's params and headers (Idempotency-Key too), and
 serves a hosted payment page GET /pay/<id> whose "Pay" button (POST /pay/<id>) marks the session
 paid, delivers a signed `checkout.session.completed` event to `webhook_url`, and redirects (303) to
 the session's success_url. Nothing here talks to anything but 127.0.0.1.
@@ -179,6 +179,7 @@ class FakeStripe:
                 "payment_intent": None, "created": int(time.time()),
                 "expires_at": int(time.time()) + 86400,
                 "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get("metadata") or {},
+                "_setup_future_usage": (params.get("payment_intent_data") or {}).get("setup_future_usage"),
             }
             self.sessions[session_id] = session
             if idempotency_key:
@@ -203,10 +204,24 @@ class FakeStripe:
         with self._lock:
             session = self.sessions[session_id]
             session["status"] = "complete"
-            session["payment_intent"] = session["payment_intent"] or self._new_id("pi")
+            if not session["payment_intent"]:
+                session["payment_intent"] = self._paid_intent(session)["id"]
             session["payment_status"] = "unpaid" if self.delayed_payment else "paid"
             completed = self.event("checkout.session.completed", session)
         return [self.deliver(completed)] if self.deliver_on_pay else []
+
+    def _paid_intent(self, session: dict[str, Any]) -> dict[str, Any]:
+        """The PaymentIntent behind a paid session (call with the lock held): as Stripe, the card used is its
+        payment_method, attached to the session's customer when setup_future_usage asked to keep it."""
+        intent = {
+            "id": self._new_id("pi"), "object": "payment_intent", "amount": session["amount_total"],
+            "amount_received": session["amount_total"], "currency": session["currency"],
+            "customer": session["customer"], "payment_method": self._new_id("pm"),
+            "setup_future_usage": session["_setup_future_usage"], "status": "succeeded",
+            "metadata": dict(session["_payment_intent_metadata"]), "livemode": False, "created": int(time.time()),
+        }
+        self.payment_intents[intent["id"]] = intent
+        return intent
 
     def complete_setup(self, session_id: str) -> dict[str, Any]:
         """The customer saves a card in a setup-mode session: returns the setup_intent.succeeded event
@@ -272,6 +287,18 @@ class FakeStripe:
     def payment_intent_event(self, payment_intent_id: str, event_type: str = "payment_intent.succeeded") -> dict[str, Any]:
         with self._lock:
             return self.event(event_type, self.payment_intents[payment_intent_id])
+
+    def payment_intent_charge(self, payment_intent_id: str, amount_refunded: int = 0) -> dict[str, Any]:
+        """The charge behind a PaymentIntent (an automatic top-up's), as charge.refunded carries it."""
+        with self._lock:
+            intent = self.payment_intents[payment_intent_id]
+        amount = intent["amount"]
+        return {
+            "id": f"ch_{payment_intent_id}", "object": "charge", "amount": amount, "amount_captured": amount,
+            "amount_refunded": amount_refunded, "currency": intent["currency"], "payment_intent": payment_intent_id,
+            "refunded": amount_refunded >= amount, "paid": True, "status": "succeeded",
+            "customer": intent.get("customer"), "metadata": dict(intent.get("metadata") or {}),
+        }
 
     def settle(self, session_id: str, succeeded: bool = True) -> Delivery:
         """A delayed payment settles (or fails) days later."""
@@ -370,6 +397,15 @@ def _handler_for(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
                     self._json(404, _stripe_error(404, "No such checkout.session"))
                 else:
                     self._json(200, fake.public(session))
+            elif path.startswith("/v1/payment_intents/"):
+                if self._api_refusal():
+                    return
+                with fake._lock:
+                    intent = fake.payment_intents.get(path.rsplit("/", 1)[1])
+                if intent is None:
+                    self._json(404, _stripe_error(404, "No such payment_intent"))
+                else:
+                    self._json(200, intent)
             elif path.startswith("/pay/") and path[5:] in fake.sessions:
                 self._send(200, _pay_page(fake.sessions[path[5:]]).encode(), "text/html; charset=utf-8")
             else:
