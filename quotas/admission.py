@@ -57,8 +57,11 @@ def admission_check(request: Any, body: Any) -> dict:
         amount = data["amount"]
     else:
         amount = services.hold_for_min_runtime(hourly_cost=data["hourly_cost"], project=project)
+    now = timezone.now()
+    # The reservation it asks about would hold for the default TTL: credits expiring before then do not count.
     decision = selectors.admission_check(project=project, resource_type=ResourceType.objects.get(id=type_id),
-                                         quantity=data["quantity"], amount=amount, now=timezone.now())
+                                         quantity=data["quantity"], amount=amount, now=now,
+                                         until=now + services.reservation_ttl(None))
     metrics.admission_checked(decision["reason"])
     return decision
 

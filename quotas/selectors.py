@@ -16,7 +16,7 @@ from django.db.models import Q, Sum
 from creditservice.lib.money import format_amount
 from creditservice.lib.queries import db_datetime
 from wallets.models import Account, Project, Transfer
-from wallets.selectors import project_wallet_figures, register_ledger_check, register_overdue_holds
+from wallets.selectors import held_back_for, project_wallet_figures, register_ledger_check, register_overdue_holds
 
 from .models import Budget, Quota, QuotaDefault, Reservation, ResourceType
 from .quantities import MAX_QUANTITY_MICROS, format_quantity
@@ -339,9 +339,15 @@ def budget_body(project_slug: str, status: BudgetStatus | None) -> dict:
 # --- Admission check (writes nothing) --------------------------------------------------------
 
 def admission_check(*, project: ProjectRef, resource_type: ResourceType, quantity: int, amount: int,
-                    now: datetime) -> dict:
-    """Would a reservation be admitted now? The same rules, in the same order, as reservation_create."""
-    available = project_wallet_figures(project.id, now=now).available
+                    now: datetime, until: datetime | None = None) -> dict:
+    """Would a reservation be admitted now? The same rules, in the same order, as reservation_create.
+
+    until: when that reservation would expire. As a hold does, it counts only credits that last until
+    then and that apply to its resource type (wallets.selectors.held_back_for); holds past their
+    expiry are free already, as reservation_create frees them before it refuses."""
+    figures = project_wallet_figures(project.id, now=now)
+    available = figures.balance - figures.reserved - held_back_for(
+        project.wallet_id, now=now, until=until, resource_type=resource_type.code)
     quota = quota_row(project.id, resource_type, now)
     budget = budget_status(project.id, now) if project.has_budget else None
     # Without a limit too, the holds of a type stay within one quantity's bound, as reserve enforces.

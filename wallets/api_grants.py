@@ -28,7 +28,7 @@ class GrantCreateSerializer(StrictSerializer):
     expires_at = serializers.DateTimeField(required=False)
     resource_types = serializers.ListField(
         child=serializers.SlugField(max_length=63), required=False, max_length=Grant.MAX_RESOURCE_TYPES,
-        help_text="Resource type codes it is meant for; empty or absent: all. Stored; admission does not scope yet.")
+        help_text="Resource type codes it applies to; empty or absent: every type.")
     reason = PlainTextField(max_length=500, allow_blank=False)
 
     def validate(self, data: dict) -> dict:

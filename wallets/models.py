@@ -318,8 +318,12 @@ class Grant(models.Model):
     priority = models.PositiveSmallIntegerField()
     effective_at = models.DateTimeField(null=True, blank=True, help_text="Not spendable before this.")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="The unspent rest expires at this time.")
-    # Resource type codes it is meant for; empty = all. Stored and validated; admission does not scope yet.
+    # Resource type codes it applies to; empty = every type.
     resource_types = models.JSONField(default=list, blank=True)
+    # The same codes as ",gpu,vm," ("" = every type), written with the grant: the form the draw and
+    # admission SQL test with one substring search, the same on both backends (a JSON array is jsonb
+    # on PostgreSQL and text on SQLite). Codes are slugs, so a comma never appears inside one.
+    applies_to = models.TextField(blank=True, default="")
     reason = models.CharField(max_length=500, blank=True)
     actor = models.CharField(max_length=100, blank=True)
     # The credit that brought it (none for a balance migrated from before grants). DO_NOTHING on the
@@ -348,10 +352,11 @@ class Grant(models.Model):
         indexes = [
             # Serves the draw: a wallet's grants with something left (one SELECT per debit).
             models.Index(fields=["wallet", "id"], condition=Q(remaining__gt=0), name="grant_wallet_open"),
-            # Serves admission's "not spendable now" sum: almost no grant has either date, so the probe
-            # of a wallet without them finds nothing at once.
+            # Serves admission's "not spendable" sum (grants.unspendable_sql): almost no grant has a date
+            # or a resource type scope, so the probe of a wallet without them finds nothing at once.
             models.Index(fields=["wallet"], name="grant_wallet_restricted",
-                         condition=Q(remaining__gt=0) & (Q(expires_at__isnull=False) | Q(effective_at__isnull=False))),
+                         condition=Q(remaining__gt=0) & (Q(expires_at__isnull=False) | Q(effective_at__isnull=False)
+                                                         | Q(applies_to__gt=""))),
             # Serves the expiry task: open grants past expires_at.
             models.Index(fields=["expires_at"], condition=Q(remaining__gt=0, expires_at__isnull=False), name="grant_due"),
             # Serves the grants list of a wallet, newest first.

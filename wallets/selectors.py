@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from creditservice.lib.queries import db_datetime
 
-from .ledger.grants import unspendable, unspendable_sql
+from .ledger.grants import scope_needle, unspendable, unspendable_sql
 from .models import Account, Grant, Transfer
 
 # --- A wallet as every reader shows it ---------------------------------------------------------
@@ -61,15 +61,34 @@ def wallet_figures(wallets: Iterable[Account], *, now: datetime | None = None) -
             for w in wallets}
 
 
-def available_for(wallet_id: int, *, now: datetime, until: datetime | None = None) -> int:
+def _held_back_sql(resource_type: str | None) -> tuple[str, list]:
+    """unspendable_sql of the wallet %s, until %s, now %s, and the needle of `resource_type` if any."""
+    if resource_type is None:
+        return unspendable_sql("%s", "%s", "%s"), []
+    return unspendable_sql("%s", "%s", "%s", "%s"), [scope_needle(resource_type)]
+
+
+def available_for(wallet_id: int, *, now: datetime, until: datetime | None = None,
+                  resource_type: str | None = None) -> int:
     """Micro-credits admission would count for the wallet: balance - reserved - what grants hold back
-    (expired or scheduled at `now`, or expiring by `until`, a hold's end). What a refusal reports as
-    `available`, so the figure a 402 gives is the one the decision used."""
-    until = until or now
+    (expired or scheduled at `now`, or expiring by `until`, a hold's end; for `resource_type`, a code,
+    grants scoped to other types too). What a refusal reports as `available`, so the figure a 402
+    gives is the one the decision used."""
+    held_back, needle = _held_back_sql(resource_type)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT balance - reserved - {unspendable_sql('%s', '%s', '%s')} FROM {Account._meta.db_table} WHERE id = %s",
-            [wallet_id, db_datetime(until), db_datetime(now), wallet_id])
+            f"SELECT balance - reserved - {held_back} FROM {Account._meta.db_table} WHERE id = %s",
+            [wallet_id, db_datetime(until or now), db_datetime(now), *needle, wallet_id])
+        return cursor.fetchone()[0]
+
+
+def held_back_for(wallet_id: int, *, now: datetime, until: datetime | None = None,
+                  resource_type: str | None = None) -> int:
+    """Micro-credits of the wallet's grants that a hold of `resource_type` until `until` may not count
+    (available_for's third term), for a reader that takes balance and reserved from wallet_figures."""
+    held_back, needle = _held_back_sql(resource_type)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {held_back}", [wallet_id, db_datetime(until or now), db_datetime(now), *needle])
         return cursor.fetchone()[0]
 
 

@@ -228,7 +228,10 @@ def _write(*, planned: list[_Planned], run_id: int, direction: str, into: Writte
     planned = sorted(planned, key=_PLAN_ORDER)
     breakdown_json: dict[int, str] = {}
     # The charge row (same key) holds the explanation; the transfer points at it by its key.
-    transfers = [ledger.BulkTransfer(p.project_id, abs(p.amount), p.key, "charge") for p in planned if p.amount]
+    # A charge draws from the grants of its resource type first (wallets/ledger/grants.py).
+    codes = dict(ResourceType.objects.filter(id__in={p.resource_type_id for p in planned}).values_list("id", "code"))
+    transfers = [ledger.BulkTransfer(p.project_id, abs(p.amount), p.key, "charge", resource_type=codes[p.resource_type_id])
+                 for p in planned if p.amount]
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     with transaction.atomic():

@@ -109,7 +109,8 @@ def _quota_refusal(project_id: int, resource_type_id: int, quantity: int) -> Quo
     )
 
 
-def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, amount: int, expires_at: datetime,
+def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_code: str, quantity: int, amount: int,
+                  expires_at: datetime,
                   scope: str, key: str, fingerprint: str, actor: str, now: datetime) -> int | None:
     """One attempt in one transaction; the new reservation's id, or None when the key was already used."""
     with transaction.atomic():
@@ -127,9 +128,12 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, quantity: int, 
                 raise _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
                                                 status=project.status), retry_after_expiry=False)
             # (2) The wallet row: reserved += amount where available covers it.
-            state = ledger.hold(wallet_id=project.wallet_id, amount=amount, until=expires_at)
+            # Credits scoped to other resource types do not cover it.
+            state = ledger.hold(wallet_id=project.wallet_id, amount=amount, until=expires_at,
+                                resource_type=resource_type_code)
             if state is None:
-                available = wallet_selectors.available_for(project.wallet_id, now=now, until=expires_at)
+                available = wallet_selectors.available_for(project.wallet_id, now=now, until=expires_at,
+                                                           resource_type=resource_type_code)
                 raise _Refused(InsufficientCredits("not enough available credits for this reservation",
                                                    available=format_amount(available),
                                                    requested=format_amount(amount)), retry_after_expiry=True)
@@ -166,7 +170,8 @@ def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], q
     for attempt in (1, 2):
         try:
             reservation_id = _reserve_once(
-                project=project, resource_type_id=type_id, quantity=quantity, amount=amount, expires_at=expires_at,
+                project=project, resource_type_id=type_id, resource_type_code=type_code, quantity=quantity, amount=amount,
+                expires_at=expires_at,
                 scope=idempotency_scope, key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now,
             )
         except _Refused as refusal:

@@ -134,6 +134,7 @@ def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | 
                     project_id=project_id_, wallet_id=wallet_id, held=held, amount=take, kind=Transfer.Kind.RESERVATION,
                     system_code=Account.System.REVENUE, idempotency_key=f"v1:reservation:{reservation_id}:commit",
                     reference=f"reservation:{reservation_id}", actor=actor, reason=f"{format_quantity(quantity)} {code}",
+                    resource_type=code,  # it draws from the grants of its type first
                 )
             elif held > 0:
                 ledger.release(wallet_id=wallet_id, amount=held, project_id=project_id_)

@@ -157,19 +157,23 @@ def balance_guard(delta: int, balance: str = "balance") -> tuple[str, list[int]]
 
 
 def _apply_to_wallet(wallet_id: int, delta: int, *, require_available: int | None, release_hold: int = 0,
-                     bounded: bool = True, until=None) -> WalletState | None:
+                     bounded: bool = True, until=None, resource_type: str | None = None) -> WalletState | None:
     """balance += delta and reserved -= release_hold in one statement; None when a guard refuses.
 
     require_available: the amount that must be available before the change: balance - reserved - the
-    credits of grants not spendable until `until` (default now; see grants.unspendable_sql).
+    credits of grants not spendable until `until` (default now), or for `resource_type` (a code) not
+    at all (grants.unspendable_sql).
     bounded: refuse a balance outside ±MAX_BALANCE_MICROS (every change but the commit of a hold).
     """
     guard = ""
     params: list[Any] = [delta, release_hold, wallet_id]
     if require_available is not None:
         now = timezone.now()
-        guard = f" AND balance - reserved - {grants.unspendable_sql(_WALLET + '.id', '%s', '%s')} >= %s"
-        params += [db_datetime(until or now), db_datetime(now), require_available]
+        needle = "%s" if resource_type else None
+        guard = f" AND balance - reserved - {grants.unspendable_sql(_WALLET + '.id', '%s', '%s', needle)} >= %s"
+        params += [db_datetime(until or now), db_datetime(now)]
+        params += [grants.scope_needle(resource_type)] if resource_type else []
+        params += [require_available]
     if bounded and delta:
         condition, bound = balance_guard(delta)
         guard += f" AND {condition}"
@@ -293,14 +297,16 @@ def _grant_side(record: Transfer, *, wallet_id: int, direction: str, grant: Gran
         grants.draw(wallet_id=wallet_id, transfer_id=record.id, amount=record.amount, now=record.created_at)
 
 
-def hold(*, wallet_id: int, amount: int, until=None) -> WalletState | None:
+def hold(*, wallet_id: int, amount: int, until=None, resource_type: str | None = None) -> WalletState | None:
     """reserved += amount if available covers it; None when it does not. Call inside the caller's atomic block.
 
-    until: the hold's expiry; credits of grants expiring by then do not cover it (grants.py)."""
+    until: the hold's expiry; credits of grants expiring by then do not cover it (grants.py).
+    resource_type: the code the hold is for; credits of grants scoped to other types do not cover it."""
     if amount > MAX_AMOUNT_MICROS:
         raise AmountLimitExceeded(f"one hold is at most {format_amount(MAX_AMOUNT_MICROS)} credits",
                                   limit=format_amount(MAX_AMOUNT_MICROS), requested=format_amount(amount))
-    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount, until=until)
+    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount, until=until,
+                            resource_type=resource_type)
 
 
 def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> WalletState:
@@ -393,6 +399,7 @@ def commit_hold(
     reason: str = "",
     reference: str = "",
     actor: str = "system",
+    resource_type: str | None = None,
 ) -> int:
     """Charge `amount` of a hold of `held` micro-credits: one transfer wallet → system account of
     `amount`, and reserved -= held, in the wallet's one UPDATE. Returns the wallet balance after.
@@ -403,7 +410,8 @@ def commit_hold(
     the caller's transaction back. Raw SQL, no model built: on PostgreSQL the UPDATE and the INSERT
     are one statement. Must be called inside the caller's atomic block. The funded hooks run after the
     commit only if the released remainder may have funded the wallet (may_be_funded; a charge never
-    funds a wallet otherwise).
+    funds a wallet otherwise). resource_type: the reservation's code; the charge draws from the grants
+    that apply to it first (grants.py).
     """
     if not 0 < amount <= held:
         raise ValueError("a commit charges a positive amount of at most the held amount")
@@ -434,7 +442,7 @@ def commit_hold(
                 [*params, balance, db_datetime(now)],
             )
             transfer_id = cursor.lastrowid
-    grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now)
+    grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now, resource_type=resource_type)
     if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - amount):
         transaction.on_commit(lambda: _run_funded_hooks(project_id))
     _wallet_changed(project_id)

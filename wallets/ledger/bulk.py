@@ -38,6 +38,7 @@ class BulkTransfer(NamedTuple):
     idempotency_key: str
     reference: str = ""
     metadata_json: str = "{}"  # already serialized: the batch caller often shares one document
+    resource_type: str | None = None  # the code a charge is for: it draws from that type's grants first
 
 
 class BulkResult(NamedTuple):
@@ -76,7 +77,8 @@ def transfer_many(
     with transaction.atomic():
         ids, moved, created = write(transfers=transfers, keys=keys, direction=direction, system_id=system_id,
                                     kind=kind, reason=reason, actor=actor, known_new=known_new)
-        _grant_sides(created, direction=direction, kind=kind, reason=reason, actor=actor)
+        type_of = {ids[t.idempotency_key]: t.resource_type for t in transfers if t.resource_type}
+        _grant_sides(created, direction=direction, kind=kind, reason=reason, actor=actor, type_of=type_of)
         if direction == "in":
             for project_id in moved:
                 transaction.on_commit(lambda project_id=project_id: _run_funded_hooks(project_id))
@@ -166,13 +168,16 @@ def _write_pg(*, transfers, keys, direction, system_id, kind, reason, actor,
     return ids, [p for p, (_, _, available, _) in wallet_of.items() if available <= 0], new_ids
 
 
-def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: str, actor: str) -> None:
+def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: str, actor: str,
+                 type_of: dict[int, str]) -> None:
     """The grants' side of each new transfer, in the order they were written (as ledger.transfer does
     for one), under the wallet locks the batch took: charges draw set-based (grants.draw_many: one
-    statement per 500 on PostgreSQL); a credit-back (rare) gives back to its grants one by one."""
+    statement per 500 and resource type on PostgreSQL, type_of: transfer id → the charge's type); a
+    credit-back (rare) gives back to its grants one by one."""
     if not transfer_ids:
         return
     now = _now()
+    debits: list[tuple[int, int, int, str | None]] = []
     for start in range(0, len(transfer_ids), 1000):
         part = transfer_ids[start:start + 1000]
         with connection.cursor() as cursor:
@@ -180,11 +185,13 @@ def _grant_sides(transfer_ids: list[int], *, direction: str, kind: str, reason: 
                            f"WHERE id IN ({', '.join(['%s'] * len(part))}) ORDER BY id", part)
             rows = cursor.fetchall()
         if direction == "out":
-            grants.draw_many([(transfer_id, debit_id, amount) for transfer_id, debit_id, _, amount, _ in rows], now=now)
+            debits += [(transfer_id, debit_id, amount, type_of.get(transfer_id)) for transfer_id, debit_id, _, amount, _ in rows]
             continue
         for transfer_id, _, credit_id, amount, balance_after in rows:
             grants.credit(wallet_id=credit_id, transfer_id=transfer_id, kind=kind, amount=amount,
                           balance_after=balance_after, reason=reason, actor=actor, terms=None)
+    # All of the batch at once: each type takes from its own grants before any charge spills over.
+    grants.draw_many(debits, now=now)
 
 
 def _may_be_funded(available: int, reserved: int) -> bool:

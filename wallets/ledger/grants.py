@@ -10,13 +10,20 @@ the expiry task has not moved yet, then to scheduled ones: so no grant ever hold
 no longer has. Invariant: the sum of a wallet's remaining is max(balance, 0); a wallet overdrawn by
 usage has nothing left in any grant, and the next credit pays that debt first (a draw on itself).
 
+Resource types: a grant with resource_types applies only to those types (applies_to: ",gpu,vm,"; ""
+= every type). A debit of a type (a commit: the reservation's; a usage charge: the charge's; a
+gateway charge: the route's) first draws, in the draw order, from the spendable grants that apply to
+its type. What those do not cover, a debit that cannot be refused takes from the wallet's other
+grants in the plain draw order: spendable grants scoped to other types, then past expires_at, then
+scheduled (the invariant needs every credit the balance loses to leave some grant). A debit without
+a type (a staff debit, a refund) draws in the plain order from all grants.
+
 Admission (holds, debits that need funds, gateway charges) counts only spendable credits:
 available = balance - reserved - unspendable, where unspendable is the rest of grants past
-expires_at (treated as expired at once, before the beat task moved it) or before effective_at.
-A hold counts as unspendable what expires before the hold does (`until` = the reservation's
-expires_at): a reservation is refused at reserve time rather than left pending on credits that
-expire before it may be committed. Resource types are stored and validated, not yet scoped: every
-grant applies to every resource type in admission.
+expires_at (treated as expired at once, before the beat task moved it) or before effective_at, and
+for a hold or charge of a type, of grants scoped to other types only. A hold counts as unspendable
+what expires before the hold does (`until` = the reservation's expires_at): a reservation is refused
+at reserve time rather than left pending on credits that expire before it may be committed.
 
 Bounds: a debit reads at most the wallet's open grants (grants.MAX_OPEN_GRANTS per wallet for grants
 made through the API); a credit-back looks at most CREDIT_BACK_SOURCES source grants.
@@ -49,15 +56,43 @@ DRAW_ORDER_SQL = (
 )
 
 
-def unspendable_sql(wallet_ref: str, until: str, now: str) -> str:
+# The partial index grant_wallet_restricted's condition, word for word (SQLite uses a partial index
+# only when the query repeats its WHERE terms): grants with a date or a resource type scope.
+_RESTRICTED = "g.remaining > 0 AND (g.expires_at IS NOT NULL OR g.effective_at IS NOT NULL OR g.applies_to > '')"
+
+
+def applies_to_value(resource_types: list[str]) -> str:
+    """Grant.applies_to for these codes: ",gpu,vm,", or "" for every type."""
+    return f",{','.join(resource_types)}," if resource_types else ""
+
+
+def scope_needle(resource_type: str) -> str:
+    """What applies_to contains when a grant applies to `resource_type` (a code)."""
+    return f",{resource_type},"
+
+
+def _contains_sql(haystack: str, needle: str) -> str:
+    """SQL: `needle` occurs in `haystack`. Exact and case-sensitive on both backends (LIKE would need
+    "_" escaped and ignores case on SQLite)."""
+    function = "strpos" if connection.vendor == "postgresql" else "instr"
+    return f"{function}({haystack}, {needle}) > 0"
+
+
+def applies_sql(column: str, needle: str) -> str:
+    """SQL: the grant whose applies_to is `column` applies to the type whose scope_needle is `needle`."""
+    return f"({column} = '' OR {_contains_sql(column, needle)})"
+
+
+def unspendable_sql(wallet_ref: str, until: str, now: str, needle: str | None = None) -> str:
     """SQL: micro-credits of the wallet `wallet_ref` (an SQL expression of its id) that admission may not
-    count: the rest of grants expiring at or before `until`, or not effective yet at `now`. Its WHERE is
-    the partial index grant_wallet_restricted's condition, so a wallet without dated grants costs one
-    empty index probe."""
+    count: the rest of grants expiring at or before `until`, or not effective yet at `now`, and with
+    `needle` (an SQL expression of a scope_needle: a hold or charge of that type) of grants scoped to
+    other types only. Its WHERE is the partial index grant_wallet_restricted's condition, so a wallet
+    without dated or scoped grants costs one empty index probe."""
+    elsewhere = f" OR (g.applies_to > '' AND NOT {_contains_sql('g.applies_to', needle)})" if needle else ""
     return (
         f"(SELECT COALESCE(SUM(g.remaining), 0) FROM {_GRANT} g WHERE g.wallet_id = {wallet_ref} "
-        "AND g.remaining > 0 AND (g.expires_at IS NOT NULL OR g.effective_at IS NOT NULL) "
-        f"AND (g.expires_at <= {until} OR g.effective_at > {now}))"
+        f"AND {_RESTRICTED} AND (g.expires_at <= {until} OR g.effective_at > {now}{elsewhere}))"
     )
 
 
@@ -70,9 +105,9 @@ def unspendable(wallet_ids: list[int], *, now: datetime) -> dict[int, int]:
         for start in range(0, len(wallet_ids), 500):
             part = wallet_ids[start:start + 500]
             cursor.execute(
-                f"SELECT wallet_id, SUM(remaining) FROM {_GRANT} WHERE wallet_id IN ({', '.join(['%s'] * len(part))}) "
-                "AND remaining > 0 AND (expires_at IS NOT NULL OR effective_at IS NOT NULL) "
-                "AND (expires_at <= %s OR effective_at > %s) GROUP BY wallet_id",
+                f"SELECT g.wallet_id, SUM(g.remaining) FROM {_GRANT} g WHERE g.wallet_id IN "
+                f"({', '.join(['%s'] * len(part))}) AND {_RESTRICTED} "
+                "AND (g.expires_at <= %s OR g.effective_at > %s) GROUP BY g.wallet_id",
                 [*part, db_datetime(now), db_datetime(now)])
             out.update({wallet_id: total for wallet_id, total in cursor.fetchall() if total})
     return out
@@ -92,19 +127,22 @@ class GrantTerms:
 DRAW_BATCH = 500  # debits per draw statement (3 parameters each: within SQLite's variable limit)
 
 
-def _takes_sql(rows: int) -> str:
+def _takes_sql(rows: int, *, applicable: bool) -> str:
     """SQL of (transfer_id, grant_id, take) for `rows` debits given as VALUES (transfer id, wallet id,
     amount): each wallet's debits in id order and its open grants in DRAW_ORDER_SQL laid end to end as
     running totals, and each debit takes the overlap of its range with each grant's range. One
-    statement however many debits and wallets (the billing batch), and the same rule for a single one."""
+    statement however many debits and wallets (the billing batch), and the same rule for a single one.
+    applicable: only the grants spendable now that apply to one type (parameters: now, now, needle)."""
     values = ", ".join(["(%s, %s, %s)"] * rows)
+    only = (" AND (effective_at IS NULL OR effective_at <= %(now)s) AND (expires_at IS NULL OR expires_at > %(now)s) "
+            f"AND {applies_sql('applies_to', '%(needle)s')}") if applicable else ""
     return (
         f"WITH x(transfer_id, wallet_id, amount) AS (VALUES {values}), "
         "t AS (SELECT transfer_id, wallet_id, amount, "
         "SUM(amount) OVER (PARTITION BY wallet_id ORDER BY transfer_id) AS t_end FROM x), "
         "g AS (SELECT id, wallet_id, remaining, "
         f"SUM(remaining) OVER (PARTITION BY wallet_id ORDER BY {DRAW_ORDER_SQL}) AS g_end "
-        f"FROM {_GRANT} WHERE remaining > 0 AND wallet_id IN (SELECT wallet_id FROM x)), "
+        f"FROM {_GRANT} WHERE remaining > 0 AND wallet_id IN (SELECT wallet_id FROM x){only}), "
         "d AS (SELECT t.transfer_id, g.id AS grant_id, g.g_end, "
         "(CASE WHEN t.t_end < g.g_end THEN t.t_end ELSE g.g_end END) "
         "- (CASE WHEN t.t_end - t.amount > g.g_end - g.remaining THEN t.t_end - t.amount ELSE g.g_end - g.remaining END) "
@@ -113,38 +151,92 @@ def _takes_sql(rows: int) -> str:
     )
 
 
-def draw_many(debits: list[tuple[int, int, int]], *, now: datetime) -> None:
-    """For each (transfer id, wallet id, amount) of debits already applied to their wallets: take the
-    amount from the wallet's grants in the draw order and record the draws (less when the grants hold
-    less: an overdraft). PostgreSQL: one statement per DRAW_BATCH debits; SQLite: one SELECT, then one
-    UPDATE and one INSERT batch."""
-    debits = sorted(debits)
+# PostgreSQL: the rest of a draw pass's statement after _takes_sql: remaining -= the takes, one draw row each.
+_APPLY_TAKES_PG = (
+    f", u AS (UPDATE {_GRANT} SET remaining = {_GRANT}.remaining - s.take FROM "
+    "(SELECT grant_id, SUM(take) AS take FROM d GROUP BY grant_id) s WHERE "
+    f"{_GRANT}.id = s.grant_id) INSERT INTO {_DRAW} (transfer_id, grant_id, amount) "
+    "SELECT transfer_id, grant_id, take FROM d ORDER BY transfer_id, g_end"
+)
+
+
+def draw_statements_pg(*, transfer: str, wallet: str, amount: str, now: str, needle: str) -> str:
+    """PostgreSQL, PL/pgSQL: draw() of one debit given as SQL expressions (the ledger's charge function,
+    functions.py): with a `needle` (an expression, NULL for a debit without a type) a pass over the grants
+    that apply to its type, then a pass in the plain order over what that left, as _draw_pass does. Each
+    pass is its own statement, run after the caller has locked the wallet row."""
+    applicable = _takes_sql(1, applicable=True).replace("(%s, %s, %s)", f"({transfer}, {wallet}, {amount})", 1)
+    plain = _takes_sql(1, applicable=False).replace(
+        "(%s, %s, %s)", f"({transfer}, {wallet}, {amount} - COALESCE((SELECT SUM(dr.amount) FROM {_DRAW} dr "
+        f"WHERE dr.transfer_id = {transfer}), 0))", 1)
+    return (
+        f"IF {needle} IS NOT NULL THEN\n"
+        f"{applicable.replace('%(now)s', now).replace('%(needle)s', needle)}{_APPLY_TAKES_PG};\n"
+        "END IF;\n"
+        # A debit amount of 0 or less overlaps no grant: nothing is drawn when the first pass covered it.
+        f"{plain.replace('%(now)s', now)}{_APPLY_TAKES_PG};\n"
+    )
+
+
+def _draw_pass(debits: list[tuple[int, int, int]], *, now: datetime, needle: str | None) -> list[tuple[int, int, int]]:
+    """One pass of draw_many over (transfer id, wallet id, amount): in the plain order (needle None), or
+    from the applicable grants only. Returns what the pass left undrawn, as debits (only asked for, and
+    only computed, with a needle)."""
+    left: list[tuple[int, int, int]] = []
     for start in range(0, len(debits), DRAW_BATCH):
         part = debits[start:start + DRAW_BATCH]
         params: list = [value for debit in part for value in debit] + [db_datetime(now), db_datetime(now)]
-        sql = _takes_sql(len(part)).replace("%(now)s", "%s")
+        if needle is not None:
+            params += [db_datetime(now), db_datetime(now), needle]
+        sql = _takes_sql(len(part), applicable=needle is not None).replace("%(now)s", "%s").replace("%(needle)s", "%s")
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute(
-                    sql + f", u AS (UPDATE {_GRANT} SET remaining = {_GRANT}.remaining - s.take FROM "
-                    "(SELECT grant_id, SUM(take) AS take FROM d GROUP BY grant_id) s WHERE "
-                    f"{_GRANT}.id = s.grant_id) INSERT INTO {_DRAW} (transfer_id, grant_id, amount) "
-                    "SELECT transfer_id, grant_id, take FROM d ORDER BY transfer_id, g_end", params)
-                continue
-            cursor.execute(sql + "SELECT grant_id, take, transfer_id FROM d ORDER BY transfer_id, g_end", params)
-            rows = cursor.fetchall()
-            totals: dict[int, int] = {}
-            for grant_id, take, _ in rows:
-                totals[grant_id] = totals.get(grant_id, 0) + take
-            cursor.executemany(f"UPDATE {_GRANT} SET remaining = remaining - %s WHERE id = %s",
-                               [(take, grant_id) for grant_id, take in totals.items()])
-            cursor.executemany(f"INSERT INTO {_DRAW} (transfer_id, grant_id, amount) VALUES (%s, %s, %s)",
-                               [(transfer_id, grant_id, take) for grant_id, take, transfer_id in rows])
+                cursor.execute(sql + _APPLY_TAKES_PG + (" RETURNING transfer_id, amount" if needle is not None else ""),
+                               params)
+                taken_rows = cursor.fetchall() if needle is not None else []
+            else:
+                cursor.execute(sql + "SELECT grant_id, take, transfer_id FROM d ORDER BY transfer_id, g_end", params)
+                rows = cursor.fetchall()
+                totals: dict[int, int] = {}
+                for grant_id, take, _ in rows:
+                    totals[grant_id] = totals.get(grant_id, 0) + take
+                cursor.executemany(f"UPDATE {_GRANT} SET remaining = remaining - %s WHERE id = %s",
+                                   [(take, grant_id) for grant_id, take in totals.items()])
+                cursor.executemany(f"INSERT INTO {_DRAW} (transfer_id, grant_id, amount) VALUES (%s, %s, %s)",
+                                   [(transfer_id, grant_id, take) for grant_id, take, transfer_id in rows])
+                taken_rows = [(transfer_id, take) for _, take, transfer_id in rows]
+        if needle is not None:
+            taken: dict[int, int] = {}
+            for transfer_id, take in taken_rows:
+                taken[transfer_id] = taken.get(transfer_id, 0) + take
+            left += [(transfer_id, wallet_id, amount - taken.get(transfer_id, 0))
+                     for transfer_id, wallet_id, amount in part if amount > taken.get(transfer_id, 0)]
+    return left
 
 
-def draw(*, wallet_id: int, transfer_id: int, amount: int, now: datetime) -> None:
-    """draw_many for one debit (a commit, a charge, a debit)."""
-    draw_many([(transfer_id, wallet_id, amount)], now=now)
+def draw_many(debits: list[tuple[int, int, int, str | None]], *, now: datetime) -> None:
+    """For each (transfer id, wallet id, amount, resource type code or None) of debits already applied to
+    their wallets: take the amount from the wallet's grants in the draw order and record the draws (less
+    when the grants hold less: an overdraft).
+
+    Debits of a type draw first, one pass per type in the batch, from the spendable grants that apply to
+    it; then what is left of them, and the debits without a type, in one pass in the plain order. So
+    every type takes from its own grants before any debit spills over onto grants scoped to another.
+    PostgreSQL: one statement per DRAW_BATCH debits and pass; SQLite: one SELECT, then one UPDATE and
+    one INSERT batch. A single debit of a type that its grants cover is one pass."""
+    by_type: dict[str, list[tuple[int, int, int]]] = {}
+    plain: list[tuple[int, int, int]] = []
+    for transfer_id, wallet_id, amount, resource_type in debits:
+        (by_type.setdefault(resource_type, []) if resource_type else plain).append((transfer_id, wallet_id, amount))
+    for resource_type in sorted(by_type):
+        plain += _draw_pass(sorted(by_type[resource_type]), now=now, needle=scope_needle(resource_type))
+    if plain:
+        _draw_pass(sorted(plain), now=now, needle=None)
+
+
+def draw(*, wallet_id: int, transfer_id: int, amount: int, now: datetime, resource_type: str | None = None) -> None:
+    """draw_many for one debit (a commit, a charge, a debit); resource_type: the code it is spent on."""
+    draw_many([(transfer_id, wallet_id, amount, resource_type)], now=now)
 
 
 def _write_draws(cursor, transfer_id: int, takes: list[tuple[int, int]]) -> None:
@@ -209,6 +301,7 @@ def credit(*, wallet_id: int, transfer_id: int, kind: str, amount: int, balance_
             wallet_id=wallet_id, category=category, amount=rest, remaining=gain - returned,
             priority=DEFAULT_PRIORITY[category] if terms.priority is None else terms.priority,
             effective_at=terms.effective_at, expires_at=terms.expires_at, resource_types=list(terms.resource_types),
+            applies_to=applies_to_value(list(terms.resource_types)),
             reason=reason[:500], actor=actor[:100], source_transfer_id=transfer_id)
         if grant.remaining < rest:
             # The part that paid what the wallet owed: drawn from the new grant at once, so it shows.
