@@ -13,6 +13,8 @@ from array import array
 
 import psycopg
 
+from .proc_cpu import CpuMeter
+
 RESERVE = (
     "UPDATE wallets_account SET reserved = reserved + %s, updated_at = CURRENT_TIMESTAMP "
     "WHERE id = %s AND balance - reserved >= %s"
@@ -47,13 +49,14 @@ def _client(*args) -> None:
 
 
 def _client_loop(url: str, wallets: list[list[int]], revenue: int, vm_type: int, amount: int, tag: str,
-                 start_at: float, seconds: float, out: "mp.Queue") -> None:
+                 start_at: float, seconds: float, out: "mp.Queue", release: "mp.Event") -> None:
     latencies = array("d")
     pairs = refused = failed = 0
     pid = os.getpid()
     with psycopg.connect(url, prepare_threshold=0) as conn:
         cur = conn.cursor()
         time.sleep(max(0.0, start_at - time.time()))
+        cpu_start = time.process_time()
         end = start_at + seconds
         n = 0
         while time.time() < end:
@@ -83,20 +86,32 @@ def _client_loop(url: str, wallets: list[list[int]], revenue: int, vm_type: int,
             pairs += 1
             latencies.append(t1 - t0)
             latencies.append(t2 - t1)
-    out.put((pairs, refused, failed, latencies.tobytes()))
+        out.put((pairs, refused, failed, time.process_time() - cpu_start, latencies.tobytes()))
+        # The connection stays open until the parent has sampled the backends' CPU: a backend that
+        # ended before the sample would take its CPU time with it.
+        release.wait(timeout=120)
 
 
 def floor_run(url: str, *, wallets: list[list[int]], revenue: int, vm_type: int, amount: int,
               clients: int, seconds: float, tag: str) -> dict:
-    """pairs/s and per-transaction latency of `clients` processes for `seconds`."""
+    """pairs/s and per-transaction latency of `clients` processes for `seconds`, and the CPU they and
+    their backends spent ("cpu": the clients' own process time as the app's share)."""
     ctx = mp.get_context("fork")
-    out = ctx.Queue()
+    out, release = ctx.Queue(), ctx.Event()
     start_at = time.time() + 1.5  # every client connected before the clock starts
-    procs = [ctx.Process(target=_client, args=(url, wallets, revenue, vm_type, amount, tag, start_at, seconds, out))
+    procs = [ctx.Process(target=_client, args=(url, wallets, revenue, vm_type, amount, tag, start_at, seconds, out,
+                                               release))
              for _ in range(clients)]
     for proc in procs:
         proc.start()
-    results = [out.get(timeout=seconds + 60) for _ in procs]
+    meter = CpuMeter(url)
+    try:
+        time.sleep(max(0.0, start_at - time.time() - 0.05))
+        meter.start()
+        results = [out.get(timeout=seconds + 60) for _ in procs]
+        cpu = meter.stop(client_cpu_s=sum(r[3] for r in results))
+    finally:
+        release.set()
     for proc in procs:
         proc.join()
     latencies = array("d")
@@ -108,6 +123,7 @@ def floor_run(url: str, *, wallets: list[list[int]], revenue: int, vm_type: int,
         "refused": sum(r[1] for r in results),
         "failed": sum(r[2] for r in results),
         "seconds": seconds,
+        "cpu": cpu,
         "p50_ms": percentile(ordered, 50) * 1000,
         "p99_ms": percentile(ordered, 99) * 1000,
     }

@@ -18,6 +18,7 @@ import psycopg
 from creditservice.testing.nginx import free_port, gateway_nginx
 
 from .admission import wrk_run
+from .proc_cpu import CpuMeter
 
 LUA = Path(__file__).with_name("gateway.lua")
 # The shipped log format: '... "$request" $status $body_bytes_sent request_id=$request_id ...'.
@@ -67,9 +68,10 @@ class Gateway:
         self._stack.close()
 
 
-def calls_run(url: str, *, key: str, path: str, seconds: float, connections: int, threads: int = 2) -> dict:
+def calls_run(url: str, *, key: str, path: str, seconds: float, connections: int, threads: int = 2,
+              meter: CpuMeter | None = None) -> dict:
     result = wrk_run(url, script=LUA, env={"BENCH_KEY": key, "BENCH_PATH": path}, connections=connections,
-                     threads=threads, seconds=seconds)
+                     threads=threads, seconds=seconds, meter=meter)
     duration = result["duration_us"] / 1e6
     return {
         "calls": result["ok"],
@@ -81,6 +83,7 @@ def calls_run(url: str, *, key: str, path: str, seconds: float, connections: int
         "errors": result["errors"],
         "samples": result["samples"],
         "client_cpu_s": result["client_cpu_s"],
+        "cpu": result["cpu"],
         "socket_errors": {k: v for k, v in result["socket_errors"].items() if v},
     }
 
@@ -111,13 +114,13 @@ def _max_charge_id(conn: psycopg.Connection) -> int:
 
 
 def gateway_run(gateway: Gateway, pg_url: str, *, key: str, project_id: int, path: str, seconds: float,
-                connections: int) -> dict:
+                connections: int, meter: CpuMeter | None = None) -> dict:
     """The timed run through the gateway, then the exactly-once check of what it charged."""
     offset = gateway.access_log.stat().st_size if gateway.access_log.exists() else 0
     with psycopg.connect(pg_url, autocommit=True) as conn:
         first_id = _max_charge_id(conn)
         result = calls_run(f"http://127.0.0.1:{gateway.port}", key=key, path=path, seconds=seconds,
-                           connections=connections)
+                           connections=connections, meter=meter)
         _wait_quiet(gateway.access_log)
         charged = [row[0].removeprefix(_REQUEST_ID_SOURCE) for row in conn.execute(
             "SELECT request_id FROM gateway_gatewaycharge WHERE project_id = %s AND id > %s", (project_id, first_id))]

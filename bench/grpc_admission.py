@@ -14,6 +14,7 @@ from collections import Counter
 from creditservice.testing.nginx import free_port, wait_until_answering
 
 from .floor import percentile
+from .proc_cpu import CpuMeter
 from .stack import ROOT, app_env, stop_process_group
 
 
@@ -31,6 +32,10 @@ class GrpcServer:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.address = f"127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        """The server's process (grpc_serve is one process: its calls run on a thread pool)."""
+        return [self.proc.pid] if self.proc.poll() is None else []
 
     def wait_ready(self, timeout: float = 60) -> None:
         wait_until_answering(self.port, self.proc, self.log_path, seconds=timeout)
@@ -87,8 +92,9 @@ def _client_loop(address: str, key: str, slugs: list[str], amount: str, tag: str
 
 
 def grpc_run(address: str, *, key: str, slugs: list[str], seconds: float, clients: int, tag: str,
-             amount: str = "0.01") -> dict:
-    """pairs/s and per-call latency of `clients` processes for `seconds`."""
+             amount: str = "0.01", meter: CpuMeter | None = None) -> dict:
+    """pairs/s and per-call latency of `clients` processes for `seconds`; with a meter, the server's and
+    the database's CPU over the run ("cpu")."""
     ctx = mp.get_context("spawn")
     out, ready, go, start = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     procs = [ctx.Process(target=_client, args=(address, key, slugs, amount, tag, i, seconds, ready, go, start, out))
@@ -98,9 +104,12 @@ def grpc_run(address: str, *, key: str, slugs: list[str], seconds: float, client
     # The clock starts when every client has imported gRPC and connected its channel.
     for _ in procs:
         ready.get(timeout=120)
+    if meter is not None:
+        meter.start()
     start.value = time.time()
     go.set()
     results = [out.get(timeout=seconds + 120) for _ in procs]
+    cpu = meter.stop() if meter is not None else None
     for proc in procs:
         proc.join()
     latencies = array("d")
@@ -117,4 +126,5 @@ def grpc_run(address: str, *, key: str, slugs: list[str], seconds: float, client
         "p50_ms": percentile(ordered, 50) * 1000,
         "p99_ms": percentile(ordered, 99) * 1000,
         "errors": dict(errors),
+        "cpu": cpu,
     }

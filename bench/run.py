@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from . import admission, billing, floor, gateway, grpc_admission, profile, stack
+from .proc_cpu import CpuMeter
 from .report import Report
 
 SECTIONS = ("admission", "billing", "ingest", "gateway", "grpc")
@@ -101,6 +102,16 @@ def step(text: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
 
 
+def metered(result: dict) -> dict:
+    """Says on stderr which processes a run's CPU figures cover (the report prints the figures)."""
+    cpu = result.get("cpu")
+    if cpu:
+        server = f"{cpu['app_processes']} server processes" if cpu["app_processes"] else "the clients' own CPU"
+        step(f"  CPU metered: {server}, {cpu['db_backends']} database backends ({cpu['db_new']} new during the run, "
+             f"{cpu['db_gone']} ended)")
+    return result
+
+
 def run_section(report: Report, name: str, fn) -> None:
     step(f"{name} bench")
     try:
@@ -133,14 +144,15 @@ def run_admission(args, report: Report, server: "stack.Server", seed: dict, pg_u
                                  amount=AMOUNT_MICROS, clients=args.clients, seconds=args.seconds,
                                  tag=f"floor-{label[:3].strip()}")
         result["pairs_per_s"] = result["pairs"] / result["seconds"]
-        report.admission[(label, "floor")] = result
+        report.admission[(label, "floor")] = metered(result)
         settle(pg_url)
         step(f"admission app, {label}: wrk, {args.clients} connections, {args.seconds:.0f} s")
         sampler = None
         if args.profile and label == "100 wallets":
             sampler = profile.start(server.worker_pids(), seconds=max(3.0, args.seconds - 2))
-        report.admission[(label, "app")] = admission.admission_run(
-            server.url, key=seed["key"], slugs=slugs, seconds=args.seconds, connections=args.clients)
+        report.admission[(label, "app")] = metered(admission.admission_run(
+            server.url, key=seed["key"], slugs=slugs, seconds=args.seconds, connections=args.clients,
+            meter=CpuMeter(pg_url, server.worker_pids)))
         if sampler is not None:
             report.profile = profile.finish(sampler)
 
@@ -154,7 +166,7 @@ def floor_100_wallets(args, report: Report, seed: dict, pg_url: str) -> dict:
     result = floor.floor_run(pg_url, wallets=seed["wallets"], revenue=seed["revenue_account"], vm_type=seed["vm_type"],
                              amount=AMOUNT_MICROS, clients=args.clients, seconds=args.seconds, tag="floor-100")
     result["pairs_per_s"] = result["pairs"] / result["seconds"]
-    return result
+    return metered(result)
 
 
 def http_100_wallets(args, report: Report, server: "stack.Server", seed: dict, pg_url: str) -> dict:
@@ -165,8 +177,8 @@ def http_100_wallets(args, report: Report, server: "stack.Server", seed: dict, p
     admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=2, connections=args.clients)
     settle(pg_url)
     step(f"admission app, 100 wallets: wrk, {args.clients} connections, {args.seconds:.0f} s")
-    return admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds,
-                                   connections=args.clients)
+    return metered(admission.admission_run(server.url, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds,
+                                           connections=args.clients, meter=CpuMeter(pg_url, server.worker_pids)))
 
 
 def run_gateway(args, report: Report, server: "stack.Server", seed: dict, url: str, pg_url: str) -> dict:
@@ -180,12 +192,14 @@ def run_gateway(args, report: Report, server: "stack.Server", seed: dict, url: s
         step("gateway warm-up: wrk, 2 s (not counted)")
         gateway.calls_run(f"http://127.0.0.1:{nginx.port}", key=key, path=path, seconds=2, connections=args.clients)
         step(f"nginx direct (no auth_request): wrk, {args.clients} connections, {args.seconds:.0f} s")
-        result["direct"] = gateway.calls_run(f"http://127.0.0.1:{nginx.direct_port}", key=key, path=path,
-                                             seconds=args.seconds, connections=args.clients)
+        result["direct"] = metered(gateway.calls_run(f"http://127.0.0.1:{nginx.direct_port}", key=key, path=path,
+                                                     seconds=args.seconds, connections=args.clients,
+                                                     meter=CpuMeter(pg_url, server.worker_pids)))
         settle(pg_url)
         step(f"nginx gateway (metered): wrk, {args.clients} connections, {args.seconds:.0f} s")
-        result["gateway"] = gateway.gateway_run(nginx, pg_url, key=key, project_id=gateway_seed["project_id"],
-                                                path=path, seconds=args.seconds, connections=args.clients)
+        result["gateway"] = metered(gateway.gateway_run(nginx, pg_url, key=key, project_id=gateway_seed["project_id"],
+                                                        path=path, seconds=args.seconds, connections=args.clients,
+                                                        meter=CpuMeter(pg_url, server.worker_pids)))
     finally:
         nginx.stop()
     return result
@@ -203,8 +217,9 @@ def run_grpc(args, report: Report, server: "stack.Server", seed: dict, url: str,
                                 clients=args.clients, tag=f"grpc-warm-{run}")
         settle(pg_url)
         step(f"grpc, 100 wallets: {args.clients} client processes, one channel each, {args.seconds:.0f} s")
-        result["grpc"] = grpc_admission.grpc_run(grpc_server.address, key=seed["key"], slugs=seed["slugs"],
-                                                 seconds=args.seconds, clients=args.clients, tag=f"grpc-{run}")
+        result["grpc"] = metered(grpc_admission.grpc_run(
+            grpc_server.address, key=seed["key"], slugs=seed["slugs"], seconds=args.seconds, clients=args.clients,
+            tag=f"grpc-{run}", meter=CpuMeter(pg_url, grpc_server.pids)))
     finally:
         grpc_server.stop()
     return result
