@@ -92,20 +92,24 @@ class AutoTopUpAdmin(_ReadOnlyAdmin):
 class AutoTopUpChargeAdmin(_ReadOnlyAdmin):
     """Read-only: every crossing, its charge or why it was skipped, and Stripe's retries (attempts, error)."""
 
-    fixed_point_fields = {"amount": CREDITS, "available_before": CREDITS}
-    list_display = ["id", "project", "crossing", "status", "amount", "money", "available_before", "attempts",
+    fixed_point_fields = {"amount": CREDITS, "available_before": CREDITS, "refunded_amount": CREDITS}
+    list_display = ["id", "project", "crossing", "status", "amount", "money", "refunded_amount", "available_before", "attempts",
                     "next_attempt_at", "stripe_payment_intent_id", "skip_reason", "short_error", "created_at"]
     list_filter = ["status", "currency"]
     search_fields = ["stripe_payment_intent_id", "project__slug"]
     list_select_related = ["project"]
     raw_id_fields = ["project", "transfer"]
     date_hierarchy = "created_at"
-    exclude = ["currency_amount"]
-    readonly_fields = ["money"]
+    exclude = ["currency_amount", "refunded_currency_amount"]
+    readonly_fields = ["money", "refunded_money"]
 
     @admin.display(description="charged")
     def money(self, obj: AutoTopUpCharge) -> str:
         return f"{format_currency_minor(obj.currency_amount, obj.currency or 'usd')} {obj.currency.upper()}"
+
+    @admin.display(description="refunded money")
+    def refunded_money(self, obj: AutoTopUpCharge) -> str:
+        return f"{format_currency_minor(obj.refunded_currency_amount, obj.currency or 'usd')} {obj.currency.upper()}"
 
     @admin.display(description="error")
     def short_error(self, obj: AutoTopUpCharge) -> str:

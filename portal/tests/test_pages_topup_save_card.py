@@ -68,3 +68,21 @@ def test_terms_changed_since_the_page_was_shown_are_shown_and_nothing_is_recorde
     response = client.post(TOP_UP, {"amount": "25", "token": TOKEN, "save_card": "on", "terms_version": "2020-01-01"})
     assert response.status_code == 400 and "The terms changed" in response.content.decode()
     assert not fake_stripe.requests and not AutoTopUp.objects.filter(consent_at__isnull=False).exists()
+
+
+def test_a_refunded_automatic_charge_shows_what_was_taken_back(owner, project):
+    from payments.models import AutoTopUpCharge
+
+    client, _ = owner
+    AutoTopUpCharge.objects.create(project=project, crossing=1, available_before=0, status="succeeded",
+                                   amount=85_000_000, currency="usd", currency_amount=8500, refunded_amount=30_000_000,
+                                   closed_at="2026-12-01T00:00:00Z", transfer=_a_top_up(project))
+    assert "85 (30 refunded)" in client.get("/portal/acme/auto-top-up").content.decode()
+
+
+def _a_top_up(project):
+    from wallets.models import Transfer
+    from wallets.tests.factories import fund
+
+    fund(project, "85", key="auto-charge")
+    return Transfer.objects.get(idempotency_key="auto-charge")
