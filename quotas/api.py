@@ -20,6 +20,7 @@ from creditservice.lib.pagination import IdCursorPagination
 from creditservice.lib.schema import errors
 from wallets import access, idempotency
 from wallets.api import IDEMPOTENCY_PARAM, validated
+from wallets.service_calls import Answer, lean_post
 
 from . import admission, selectors, services
 from .models import Reservation, ResourceType
@@ -84,11 +85,14 @@ class ReservationCreateView(APIView):
     def post(self, request: Request) -> Response:
         """Hold credits and quota. The Idempotency-Key is stored on the reservation itself: a retry gets
         the first answer (201, Idempotent-Replayed: true), even while the first is still running (it waits)."""
-        result = admission.reservation_create(request, request.data)
-        response = Response(result.body, status=201)
-        if not result.created:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        status, body, headers = reserve(request, request.data)
+        return Response(body, status=status, headers=headers)
+
+
+def reserve(request, body) -> Answer:
+    """POST /reservations, for the DRF view and the lean one (wallets/service_calls.py)."""
+    result = admission.reservation_create(request, body)
+    return 201, result.body, {} if result.created else {"Idempotent-Replayed": "true"}
 
 
 class ReservationDetailView(APIView):
@@ -106,7 +110,13 @@ class ReservationCommitView(APIView):
         Idempotent by state, so no Idempotency-Key is needed (one is accepted and ignored): a repeated
         commit returns the same answer; 409 reservation_released / reservation_expired /
         reservation_committed (another amount) otherwise."""
-        return Response(admission.reservation_commit(request, reservation_id, request.data))
+        status, body, headers = commit(request, request.data, reservation_id=reservation_id)
+        return Response(body, status=status, headers=headers)
+
+
+def commit(request, body, *, reservation_id: int) -> Answer:
+    """POST /reservations/{id}/commit, for the DRF view and the lean one (wallets/service_calls.py)."""
+    return 200, admission.reservation_commit(request, reservation_id, body), {}
 
 
 class ReservationReleaseView(APIView):
@@ -197,3 +207,8 @@ class BudgetView(APIView):
         data = validated(BudgetSerializer, request.data)
         services.budget_set(project_id=project.id, hard_limit=data["hard_limit"], soft_limit=data.get("soft_limit"))
         return Response(selectors.budget_body(project.slug, selectors.budget_status(project.id)))
+
+
+# The two hot paths: an API key's reserve and commit skip DRF's dispatch (wallets/service_calls.py).
+reservation_create_view = lean_post(ReservationCreateView, reserve)
+reservation_commit_view = lean_post(ReservationCommitView, commit)

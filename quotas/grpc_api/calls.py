@@ -6,7 +6,7 @@ log context with the request id, and every refusal answered as a gRPC status (er
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -18,6 +18,7 @@ from creditservice.lib.errors import DATABASE_RETRY_AFTER_SECONDS, ApiError, dat
 from creditservice.lib.metrics import GRPC_CALL_DURATION, GRPC_CALLS
 from wallets.auth import ApiKeyAuthentication, ServicePrincipal
 from wallets.idempotency import HEADER as IDEMPOTENCY_HEADER
+from wallets.service_calls import ServiceRequest
 from wallets.throttling import ApiKeyRateThrottle
 
 from .errors import abort, status_code_for
@@ -26,17 +27,6 @@ log = logging.getLogger(__name__)
 # The same logger as the HTTP request line: one line per call, whichever door it came through.
 request_log = logging.getLogger("creditservice.request")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CallRequest:
-    """What the shared admission code reads of a DRF request (quotas/admission.py): the caller, and the
-    REST method and path this call stands for, so an idempotency fingerprint is the same from either door."""
-
-    user: ServicePrincipal
-    method: str
-    path: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ def authenticate(metadata: dict[str, str]) -> ServicePrincipal:
 
 
 def serve(context: grpc.ServicerContext, *, rpc: str, method: str, path: str, idempotency_key: str | None,
-          call: Callable[[CallRequest], T]) -> T:
+          call: Callable[[ServiceRequest], T]) -> T:
     """Run call() for this gRPC call as a REST request to `method path` would run; abort with its refusal.
     Each call is timed and counted (GRPC_CALL_DURATION, GRPC_CALLS) and logged in one line, as the REST
     request middleware does for HTTP (creditservice/lib/request_log.py)."""
@@ -71,7 +61,7 @@ def serve(context: grpc.ServicerContext, *, rpc: str, method: str, path: str, id
     log_context.open_context(request_id)
     answer = _Answer()
     try:
-        request = CallRequest(user=authenticate(metadata), method=method, path=path,
+        request = ServiceRequest(user=authenticate(metadata), method=method, path=path,
                               headers={} if idempotency_key is None else {IDEMPOTENCY_HEADER: idempotency_key})
         answer.caller = request.user
         ApiKeyRateThrottle().allow_request(request, None)
