@@ -34,6 +34,9 @@ WALLET_FIELDS = {
     "grants": serializers.DictField(child=serializers.CharField(),
                                     help_text="Spendable credits by grant category: purchased, promotional, granted."),
     "expiring_within_30_days": serializers.CharField(help_text="Of those, what expires within 30 days."),
+    "scoped_to_resource_types": serializers.CharField(help_text=(
+        "Of those, what applies only to some resource types (the grants' resource_types): a reservation, "
+        "usage or gateway call of another type does not count it.")),
 }
 WALLET_SCHEMA = inline_serializer("Wallet", WALLET_FIELDS)
 TRANSFER_SCHEMA = inline_serializer("Transfer", {

@@ -103,6 +103,7 @@ class GrantSummary:
 
     by_category: dict[str, int]
     expiring_soon: int
+    scoped: int = 0  # of the spendable credits, those of grants that apply only to some resource types
 
 
 def wallet_grant_summary(wallet_id: int, *, now: datetime | None = None) -> GrantSummary:
@@ -117,7 +118,8 @@ def wallet_grant_summary(wallet_id: int, *, now: datetime | None = None) -> Gran
         by_category[row["category"]] = row["total"]
     soon = spendable.filter(expires_at__lte=now + timedelta(days=EXPIRING_WINDOW_DAYS)).aggregate(
         total=Sum("remaining"))["total"] or 0
-    return GrantSummary(by_category=by_category, expiring_soon=soon)
+    scoped = spendable.filter(applies_to__gt="").aggregate(total=Sum("remaining"))["total"] or 0
+    return GrantSummary(by_category=by_category, expiring_soon=soon, scoped=scoped)
 
 
 def grant_sum_drifts(derived: dict[int, int]) -> list[str]:

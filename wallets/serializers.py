@@ -48,6 +48,9 @@ def wallet_body(project: Project) -> dict:
     grants = wallet_grant_summary(wallet.id)
     body["grants"] = {category: format_amount(total) for category, total in grants.by_category.items()}
     body[f"expiring_within_{EXPIRING_WINDOW_DAYS}_days"] = format_amount(grants.expiring_soon)
+    # Part of `available`, yet only for the resource types its grants name: the figure a reservation
+    # of another type does not count.
+    body["scoped_to_resource_types"] = format_amount(grants.scoped)
     for extension in wallet_body_extensions:
         body.update(extension(project))
     return body

@@ -34,6 +34,7 @@ def test_it_creates_lists_and_reads_back_a_grant(platform, project):
     wallet = platform.get("/api/v1/projects/acme/wallet").json()
     assert wallet["grants"] == {"purchased": "0", "promotional": "25.5", "granted": "100"}
     assert wallet["expiring_within_30_days"] == "25.5"
+    assert wallet["scoped_to_resource_types"] == "25.5"  # the promotion is for vm only
     assert wallet["balance"] == "125.5"
     assert_books_balance()
 
