@@ -51,27 +51,40 @@ class ProjectRef:
     wallet_id: int
     min_runtime_hours: int
     has_budget: bool
+    # Micro-credits: the budget's hard limit when it was read (the spend is read under the wallet lock).
+    budget_limit: int | None = None
 
     @property
     def admits_new_resources(self) -> bool:
         return self.status == Project.Status.ACTIVE
 
 
-def project_ref(*, slug: str | None = None, project_id: int | None = None) -> ProjectRef | None:
-    where, param = ("p.slug = %s", slug) if slug is not None else ("p.id = %s", project_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT p.id, p.slug, p.status, p.min_runtime_hours, a.id, "
-            f"EXISTS (SELECT 1 FROM {_BUDGET} b WHERE b.project_id = p.id) "
-            f"FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE {where}",
-            [param],
-        )
-        row = cursor.fetchone()
-    if row is None:
+def project_ref_sql(project_id: str) -> tuple[str, str]:
+    """(columns, joins) of the ProjectRef of the project whose id is the SQL expression `project_id`, so
+    a lookup can read it with its own row (the gateway's API key lookup). LEFT JOINs: no project, NULLs."""
+    columns = (f"p.id, p.slug, p.status, p.min_runtime_hours, a.id, "
+               f"(SELECT b.hard_limit FROM {_BUDGET} b WHERE b.project_id = p.id)")
+    joins = f"LEFT JOIN {_PROJECT} p ON p.id = {project_id} LEFT JOIN {_WALLET} a ON a.project_id = p.id"
+    return columns, joins
+
+
+def project_ref_from_row(row: tuple) -> ProjectRef | None:
+    """The ProjectRef of the columns of project_ref_sql(); None when there was no project."""
+    if row[0] is None:
         return None
     hours = row[3] if row[3] is not None else settings.MIN_RUNTIME_HOURS
     return ProjectRef(id=row[0], slug=row[1], status=row[2], wallet_id=row[4], min_runtime_hours=hours,
-                      has_budget=bool(row[5]))
+                      has_budget=row[5] is not None, budget_limit=row[5])
+
+
+def project_ref(*, slug: str | None = None, project_id: int | None = None) -> ProjectRef | None:
+    where, param = ("p.slug = %s", slug) if slug is not None else ("p.id = %s", project_id)
+    columns, _ = project_ref_sql("p.id")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns} FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE {where}",
+                       [param])
+        row = cursor.fetchone()
+    return project_ref_from_row(row) if row is not None else None
 
 
 # code -> (valid until, id). Codes rarely change and types are never deleted once used (PROTECT);
@@ -259,15 +272,21 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
 # One statement (it runs on the admission path under the wallet row lock): spend out of the wallet,
 # less the credit-backs into it from revenue, this month; and the live pending holds. Each sum is
 # served by the transfer's account index.
-SPEND_SQL = (
-    f"SELECT (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.debit_account_id = %s "
-    f"AND t.kind IN ('{SPEND_KINDS[0]}', '{SPEND_KINDS[1]}') AND t.created_at >= %s) "
-    f"- (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.credit_account_id = %s "
-    f"AND t.kind = '{CREDIT_BACK_KIND}' AND t.created_at >= %s "
-    f"AND t.debit_account_id IN (SELECT s.id FROM {_WALLET} s WHERE s.code = '{Account.System.REVENUE.value}')), "
-    f"(SELECT COALESCE(SUM(r.amount), 0) FROM {_RESERVATION} r WHERE r.project_id = %s "
-    f"AND r.status = 'pending' AND r.expires_at > %s)"
-)
+def spend_sql(*, wallet: str, month_start: str, project: str, now: str) -> str:
+    """SQL of (spend this month net of credit-backs, held by live pending reservations) for the SQL
+    expressions given; budget_spend() runs it with parameters, gateway admission inside its function."""
+    return (
+        f"SELECT (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.debit_account_id = {wallet} "
+        f"AND t.kind IN ('{SPEND_KINDS[0]}', '{SPEND_KINDS[1]}') AND t.created_at >= {month_start}) "
+        f"- (SELECT COALESCE(SUM(t.amount), 0) FROM {_TRANSFER} t WHERE t.credit_account_id = {wallet} "
+        f"AND t.kind = '{CREDIT_BACK_KIND}' AND t.created_at >= {month_start} "
+        f"AND t.debit_account_id IN (SELECT s.id FROM {_WALLET} s WHERE s.code = '{Account.System.REVENUE.value}')), "
+        f"(SELECT COALESCE(SUM(r.amount), 0) FROM {_RESERVATION} r WHERE r.project_id = {project} "
+        f"AND r.status = 'pending' AND r.expires_at > {now})"
+    )
+
+
+SPEND_SQL = spend_sql(wallet="%s", month_start="%s", project="%s", now="%s")
 
 
 def budget_spend(*, project_id: int, wallet_id: int, now: datetime) -> tuple[int, int]:

@@ -31,6 +31,8 @@ class ServicePrincipal:
     name: str
     # The key's own rate limit ("" = API_RATE_LIMIT applies); cached with the key, read by wallets/throttling.py.
     rate_limit: str = ""
+    # What a hot path read in the same lookup as the key (principal_with), for its own use; else None.
+    context: object = None
 
     is_authenticated = True
     is_staff = False
@@ -80,8 +82,23 @@ def api_key_revoke(*, api_key_id: int, actor: str) -> bool:
 
 # Plain SQL, prepared once per connection: every service call runs it, and building the ORM query cost
 # more CPU than the lookup itself (about 0.5 ms a request measured, a third of a reserve's whole cost).
-_PRINCIPAL_SQL = (f"SELECT id, project_id, name, rate_limit FROM {ApiKey._meta.db_table} "
-                  "WHERE key_hash = %s AND revoked_at IS NULL")
+def _principal_sql(columns: str = "", joins: str = "") -> str:
+    return (f"SELECT k.id, k.project_id, k.name, k.rate_limit{', ' + columns if columns else ''} "
+            f"FROM {ApiKey._meta.db_table} k {joins} WHERE k.key_hash = %s AND k.revoked_at IS NULL")
+
+
+_PRINCIPAL_SQL = _principal_sql()
+
+
+def principal_with(raw_key: str, *, columns: str, joins: str) -> tuple[ServicePrincipal, tuple] | None:
+    """The key's principal and the extra `columns` read through `joins` in the same lookup (`k` is the
+    key's row): a hot path that needs the key's project learns it without a second round trip."""
+    with connection.cursor() as cursor:
+        cursor.execute(_principal_sql(columns, joins), [hash_key(raw_key)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ServicePrincipal(api_key_id=row[0], project_id=row[1], name=row[2], rate_limit=row[3]), row[4:]
 
 
 def principal_for_key(raw_key: str) -> ServicePrincipal | None:
@@ -99,10 +116,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != "bearer" or not raw_key.strip():
             raise exceptions.AuthenticationFailed("use 'Authorization: Bearer <api key>'")
-        principal = principal_for_key(raw_key.strip())
+        principal = self.lookup(raw_key.strip())
         if principal is None:
             raise exceptions.AuthenticationFailed("unknown or revoked API key")
         return principal, principal
+
+    def lookup(self, raw_key: str) -> ServicePrincipal | None:
+        """The key's principal, None when unknown or revoked. A subclass may read more with the key
+        (principal_with) and keep it in the principal's `context`."""
+        return principal_for_key(raw_key)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

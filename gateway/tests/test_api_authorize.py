@@ -4,10 +4,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from creditservice.lib.money import credits_to_micros
 from gateway.models import GatewayCharge
+from quotas.models import ResourceType
 from quotas.services import budget_set
+from wallets import services
 from wallets.auth import api_key_create
-from wallets.models import Project, Transfer
+from wallets.models import Grant, Project, Transfer
 from wallets.tests.factories import ProjectFactory, fund, platform_key, scoped_key
 
 from .helpers import authorize, metered_route, wallet_of
@@ -187,3 +190,17 @@ def test_request_ids_at_their_bound_are_taken(acme, key):
     assert authorize(Client(), key, request_id="r" * 251).status_code == 204
     assert authorize(Client(), key, HTTP_IDEMPOTENCY_KEY="k" * 250).status_code == 204
     assert GatewayCharge.objects.filter(project=acme).count() == 2
+
+
+def test_a_call_is_paid_only_by_grants_that_apply_to_its_resource_type(client):
+    ResourceType.objects.get_or_create(code="vm", defaults={"display_name": "vm", "unit": "vm"})
+    acme = ProjectFactory(slug="acme", balance="1")  # a grant of 1 for every type
+    services.grant_create(project=acme, category="promotional", amount=credits_to_micros("5"), reason="vm only",
+                          actor="system", idempotency_key="promo-vm", resource_types=["vm"])
+    key = scoped_key(acme)
+    metered_route("/v1/")  # api_call
+    assert authorize(client, key).status_code == 204
+    refused = authorize(client, key)
+    assert refused["X-Credits-Error"] == "insufficient_credits"
+    assert Grant.objects.get(reason="vm only").remaining == credits_to_micros("5")
+    assert wallet_of(acme) == (credits_to_micros("5"), 0)

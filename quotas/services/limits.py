@@ -53,6 +53,13 @@ def budget_refusal(*, project_id: int, wallet_id: int, amount: int, now: datetim
     if hard_limit is None:
         return None
     charged, pending = budget_spend(project_id=project_id, wallet_id=wallet_id, now=now)
+    return budget_exceeded(hard_limit=hard_limit, charged=charged, pending=pending, amount=amount, detail=detail)
+
+
+def budget_exceeded(*, hard_limit: int, charged: int, pending: int, amount: int, detail: str) -> BudgetExceeded | None:
+    """The refusal when charged + pending (micro-credits, as budget_spend() reads them, counting `amount`
+    already) is above the hard limit; None within it. The rule of every budget check, also the one the
+    gateway's charge function applies in SQL (charged + pending > hard limit, gateway/fastpath.py)."""
     if charged + pending <= hard_limit:
         return None
     spent = charged + pending - amount

@@ -32,7 +32,7 @@ from creditservice.lib.money import MAX_AMOUNT_MICROS, MAX_BALANCE_MICROS, forma
 from creditservice.lib.queries import db_datetime
 
 from ..models import Account, Project, Transfer
-from . import grants
+from . import functions, grants
 from .grants import GrantTerms
 
 log = logging.getLogger(__name__)
@@ -327,52 +327,65 @@ def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> Wa
 
 
 def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str, idempotency_key: str,
-                     reason: str = "", reference: str = "", actor: str = "system") -> WalletState | None:
+                     reason: str = "", reference: str = "", actor: str = "system",
+                     resource_type: str | None = None) -> WalletState | None:
     """Charge `amount` micro-credits wallet → revenue if the available balance covers it; None when it
     does not (nothing written). The per-call charge of gateway admission: the conditional UPDATE locks
     the wallet row, so concurrent charges are serialized and available never goes below zero.
 
     Like commit_hold(): raw SQL, no model built, and no lookup of an earlier transfer (the caller has
-    made the charge exactly-once under its own unique key in the same transaction); one statement on
-    PostgreSQL. Must be called inside the caller's atomic block. A charge that leaves nothing available
-    runs the unfunded hooks in this transaction, as transfer() does.
+    made the charge exactly-once under its own unique key in the same transaction); on PostgreSQL one
+    call of the charge function (functions.py: UPDATE, transfer and draw). Must be called inside the
+    caller's atomic block. A charge that leaves nothing available runs the unfunded hooks in this
+    transaction, as transfer() does. resource_type: the code charged for (grants scoped to others do not
+    cover it, and it draws from its own grants first).
     """
     if not 0 < amount <= MAX_AMOUNT_MICROS:
         raise ValueError("a charge moves a positive amount of at most one amount's bound")
-    system_id = system_account_id(Account.System.REVENUE)
     now = timezone.now()
-    params = [project_id, wallet_id, system_id, amount, Transfer.Kind(kind).value, reason, reference, idempotency_key,
-              "{}", actor]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"WITH w AS (UPDATE {_WALLET} SET balance = balance - %s, updated_at = %s "
-                f"WHERE id = %s AND balance - reserved - {grants.unspendable_sql(_WALLET + '.id', '%s', '%s')} >= %s "
-                f"RETURNING balance, reserved) "
-                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) "
-                f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, w.balance, %s FROM w RETURNING wallet_balance_after, "
-                f"(SELECT reserved FROM w), id",
-                [amount, now, wallet_id, now, now, amount, *params, now],
-            )
-            row = cursor.fetchone()
-            if row is None:
+        if functions.installed():
+            # The UPDATE, the transfer and the draw in one round trip (functions.py).
+            cursor.execute(f"SELECT * FROM {functions.charge_function()[0]}({', '.join(['%s'] * 11)})",
+                           charge_arguments(project_id=project_id, wallet_id=wallet_id, amount=amount, kind=kind,
+                                            idempotency_key=idempotency_key, reason=reason, reference=reference,
+                                            actor=actor, now=now, resource_type=resource_type))
+            balance, reserved, transfer_id = cursor.fetchone()
+            if transfer_id is None:
                 return None
-            state = WalletState(balance=row[0], reserved=row[1])
-            transfer_id = row[2]
+            state = WalletState(balance=balance, reserved=reserved)
         else:
-            state = _apply_to_wallet(wallet_id, -amount, require_available=amount, bounded=False)
+            state = _apply_to_wallet(wallet_id, -amount, require_available=amount, bounded=False,
+                                     resource_type=resource_type)
             if state is None:
                 return None
+            # SQLite (or PostgreSQL before `migrate` created the function): the same three steps one by one.
+            params = [project_id, wallet_id, system_account_id(Account.System.REVENUE), amount, Transfer.Kind(kind).value,
+                      reason, reference, idempotency_key, "{}", actor, state.balance, db_datetime(now)]
             cursor.execute(
-                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [*params, state.balance, db_datetime(now)],
-            )
-            transfer_id = cursor.lastrowid
-    grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now)
+                f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id", params)
+            grants.draw(wallet_id=wallet_id, transfer_id=cursor.fetchone()[0], amount=amount, now=now,
+                        resource_type=resource_type)
+    after_charge(project_id=project_id, state=state)
+    return state
+
+
+def charge_arguments(*, project_id: int, wallet_id: int, amount: int, kind: str, idempotency_key: str, reason: str,
+                     reference: str, actor: str, now, resource_type: str | None) -> list:
+    """The arguments of the charge function (functions.charge_function()), in its order."""
+    if not 0 < amount <= MAX_AMOUNT_MICROS:
+        raise ValueError("a charge moves a positive amount of at most one amount's bound")
+    return [project_id, wallet_id, system_account_id(Account.System.REVENUE), amount, Transfer.Kind(kind).value,
+            reason, reference, idempotency_key, actor, now, grants.scope_needle(resource_type) if resource_type else None]
+
+
+def after_charge(*, project_id: int, state: WalletState) -> None:
+    """The hooks of a charge (charge_available, or the charge function called by a higher app): the
+    unfunded hooks when it left nothing available, and the changed hooks."""
     if state.available <= 0:
         _run_hooks(_unfunded_hooks, project_id)
     _wallet_changed(project_id)
-    return state
 
 
 def _now():

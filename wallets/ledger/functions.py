@@ -1,0 +1,104 @@
+"""PostgreSQL functions of the ledger, for callers that must charge in one round trip (gateway admission).
+
+charge_available() on PostgreSQL is one PL/pgSQL function: the wallet's conditional UPDATE, the
+transfer INSERT and the draw from the grants, each its own statement inside the function. In READ
+COMMITTED every statement of a volatile function takes a fresh snapshot, so the draw, which runs after
+the UPDATE has locked the wallet row, sees the grants as the last holder of that lock left them (one
+data-modifying CTE would read them from the snapshot taken before it waited for the lock, and
+concurrent draws broke the grants' bounds: quotas/fastpath.py commit()).
+
+The function's text is built here from the rules it runs (grants.unspendable_sql, grants.DRAW_ORDER_SQL
+through grants.draw_statements_pg, the transfer's columns), so there is one implementation of each. It
+is (re)created by every `migrate` (post_migrate, wallets/apps.py) and named by a hash of its text: code
+and database can never disagree about the rules, and code newer than the database finds no function of
+its name (and takes the statement-by-statement path) instead of running old rules.
+"""
+
+import hashlib
+from functools import cache
+
+from django.db import connections
+
+from ..models import Account, Transfer
+from . import grants
+
+_WALLET = Account._meta.db_table
+_TRANSFER = Transfer._meta.db_table
+_PREFIX = "wallets_charge_available_"
+
+
+def _charge_body() -> str:
+    from . import _INSERT_TRANSFER_COLUMNS
+
+    # p_needle: grants.scope_needle() of the charge's resource type, NULL for none (then no grant is
+    # excluded for its scope: the test of a NULL needle is never true).
+    unspendable = grants.unspendable_sql(f"{_WALLET}.id", "p_now", "p_now", "p_needle")
+    draw = grants.draw_statements_pg(transfer="o_transfer_id", wallet="p_wallet_id", amount="p_amount", now="p_now",
+                                     needle="p_needle")
+    return (
+        "BEGIN\n"
+        # (1) The wallet row: locked by this UPDATE until the caller's transaction ends; no row when
+        # available (what grants hold back not counted) does not cover the amount.
+        f"UPDATE {_WALLET} SET balance = {_WALLET}.balance - p_amount, updated_at = p_now "
+        f"WHERE {_WALLET}.id = p_wallet_id AND {_WALLET}.balance - {_WALLET}.reserved - {unspendable} >= p_amount "
+        f"RETURNING {_WALLET}.balance, {_WALLET}.reserved INTO o_balance, o_reserved;\n"
+        "IF NOT FOUND THEN RETURN; END IF;\n"
+        # (2) The transfer, wallet -> revenue.
+        f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (p_project_id, p_wallet_id, p_revenue_id, "
+        "p_amount, p_kind, p_reason, p_reference, p_idempotency_key, '{}'::jsonb, p_actor, o_balance, p_now) "
+        "RETURNING id INTO o_transfer_id;\n"
+        # (3) The draw: statements of their own, so their snapshots are taken under the wallet lock.
+        f"{draw}"
+        "END"
+    )
+
+
+_ARGS = ("p_project_id bigint, p_wallet_id bigint, p_revenue_id bigint, p_amount bigint, p_kind text, p_reason text, "
+         "p_reference text, p_idempotency_key text, p_actor text, p_now timestamptz, p_needle text, "
+         "OUT o_balance bigint, OUT o_reserved bigint, OUT o_transfer_id bigint")
+
+
+@cache
+def charge_function() -> tuple[str, str]:
+    """(name, CREATE statement) of the charge function. Its arguments are charge_available()'s; it
+    returns (balance, reserved, transfer id) after the charge, all NULL when refused (nothing written)."""
+    body = _charge_body()
+    name = _PREFIX + hashlib.sha256((_ARGS + body).encode()).hexdigest()[:12]
+    return name, (f"CREATE OR REPLACE FUNCTION {name}({_ARGS}) LANGUAGE plpgsql VOLATILE AS $fn$\n{body}\n$fn$")
+
+
+_installed: set[str] = set()
+
+
+def installed(name: str | None = None, using: str = "default") -> bool:
+    """Whether the function `name` (default: the charge function) exists in the database: cached once
+    seen, so it costs one query per process (and one per call only while `migrate` has not run yet)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return False
+    name = name or charge_function()[0]
+    if name in _installed:
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                       "WHERE n.nspname = current_schema() AND p.proname = %s", [name])
+        if cursor.fetchone() is None:
+            return False
+    _installed.add(name)
+    return True
+
+
+def install(using: str = "default", create: str | None = None) -> None:
+    """Create a function (default: the charge function) unless it exists. Older versions stay: a worker
+    still running the code before a deploy goes on calling its own until it restarts."""
+    if create is None:
+        create = charge_function()[1]
+    name = create.split("FUNCTION ", 1)[1].split("(", 1)[0]
+    connection = connections[using]
+    if connection.vendor == "postgresql" and not installed(name, using):
+        with connection.cursor() as cursor:
+            cursor.execute(create)
+
+
+def install_after_migrate(using: str = "default", **kwargs) -> None:
+    install(using)
