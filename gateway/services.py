@@ -91,7 +91,7 @@ def _suspended(project: "quota_selectors.ProjectRef") -> _Denied:
 
 def _insufficient(project: "quota_selectors.ProjectRef", route: selectors.Route) -> _Denied:
     return _Denied(InsufficientCredits("not enough available credits for this call",
-                                       available=format_amount(_available(project.wallet_id)),
+                                       available=format_amount(_available(project.wallet_id, route)),
                                        requested=format_amount(route.price)), retry_after_expiry=True)
 
 
@@ -105,8 +105,9 @@ _CLAIM = (
 )
 
 
-def _available(wallet_id: int) -> int:
-    return wallet_selectors.available_for(wallet_id, now=timezone.now())
+def _available(wallet_id: int, route: selectors.Route) -> int:
+    """What admission counts for a call of this route (only grants that apply to its resource type)."""
+    return wallet_selectors.available_for(wallet_id, now=timezone.now(), resource_type=route.resource_type)
 
 
 def _charge_once(*, project: "quota_selectors.ProjectRef", route: selectors.Route, request_id: str,
@@ -121,7 +122,7 @@ def _charge_once(*, project: "quota_selectors.ProjectRef", route: selectors.Rout
                 "fingerprint", flat=True).get()
             if first != fingerprint:
                 raise _reused()
-            return Admission(project=project.slug, metered=True, replayed=True, available=_available(project.wallet_id))
+            return Admission(project=project.slug, metered=True, replayed=True, available=_available(project.wallet_id, route))
         if project.status in _SUSPENDED:
             raise _suspended(project)
         # (2) The wallet: balance -= price where available covers it, and the transfer.
@@ -155,7 +156,7 @@ def _charge_in_one_call(*, project: "quota_selectors.ProjectRef", route: selecto
         ledger.after_charge(project_id=project.id, state=state)
         return Admission(project=project.slug, metered=True, charged=route.price, available=state.available)
     if outcome.code == "replayed":
-        return Admission(project=project.slug, metered=True, replayed=True, available=_available(project.wallet_id))
+        return Admission(project=project.slug, metered=True, replayed=True, available=_available(project.wallet_id, route))
     if outcome.code == "reused":
         raise _reused()
     if outcome.code == "suspended":

@@ -202,5 +202,7 @@ def test_a_call_is_paid_only_by_grants_that_apply_to_its_resource_type(client):
     assert authorize(client, key).status_code == 204
     refused = authorize(client, key)
     assert refused["X-Credits-Error"] == "insufficient_credits"
+    # What the refusal reports is what the decision counted: the vm-only credits are not this call's.
+    assert refused["X-Credits-Available"] == "0" and refused.json()["available"] == "0"
     assert Grant.objects.get(reason="vm only").remaining == credits_to_micros("5")
     assert wallet_of(acme) == (credits_to_micros("5"), 0)
