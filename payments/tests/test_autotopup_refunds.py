@@ -94,3 +94,34 @@ def test_a_refund_before_the_funding_is_applied_once_the_charge_is_funded(armed,
     assert available(project) == "15"
     assert StripeEvent.objects.get(type="charge.refunded").status == "processed"
     assert refunds(project) == [credits_to_micros("85")]
+
+
+@pytest.mark.postgres
+def test_concurrent_deliveries_of_one_refund_take_once(armed, fake_stripe, project, settings):  # noqa: F811
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from payments.tests.conftest import WebhookSender
+
+    charge = funded_charge(armed, fake_stripe, project)
+    # Stripe's retries and a refund.updated-style resend: the same total under eight event ids, at once.
+    events = [dict(refunded(fake_stripe, charge, 8500), id=f"evt_test_parallel_{index}") for index in range(8)]
+    barrier, answers = threading.Barrier(len(events)), []
+
+    def deliver(event: dict) -> None:
+        try:
+            barrier.wait()
+            answers.append(WebhookSender(Client()).send(event).status_code)  # a client per thread
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * len(events)
+    assert refunds(project) == [credits_to_micros("85")] and available(project) == "15"
+    assert ledger_check().ok
