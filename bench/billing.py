@@ -40,7 +40,8 @@ def _usage_transfers(pg_url: str) -> int:
         return conn.execute("SELECT count(*) FROM wallets_transfer WHERE kind = 'usage'").fetchone()[0]
 
 
-# The floor: what a billing run has to write at the least, as two set-based statements in one transaction.
+# The floor: what a billing run has to write at the least, as set-based statements in one transaction:
+# the balances, the ledger rows, and (since credit grants) each usage debit's draw from its wallet's grants.
 # Quantities are micro-units and prices pico-credits: micro-units × picos / 10^12 = micro-credits.
 FLOOR_UPDATE = """
 UPDATE wallets_account a SET balance = a.balance - c.amount, updated_at = CURRENT_TIMESTAMP
@@ -63,7 +64,30 @@ JOIN metering_price p ON p.resource_type_id = u.resource_type_id AND p.effective
      AND (p.effective_to IS NULL OR p.effective_to > u.window_start)
 JOIN wallets_account a ON a.project_id = u.project_id AND a.kind = 'wallet'
 WHERE u.window_start = %(window)s AND round(u.quantity::numeric * p.unit_price / 1000000000000) > 0
+RETURNING id, debit_account_id, amount
 """
+# The draw, by the ledger's rule (wallets.ledger.grants, plain order): each wallet's debits and its open grants
+# laid end to end as running totals, each debit taking its overlap with each grant: one INSERT of the draws and
+# one UPDATE of the grants' remaining, over the transfers FLOOR_INSERT returns (data-modifying CTEs).
+FLOOR_DRAW = """
+WITH moved AS ({insert}),
+t AS (SELECT id AS transfer_id, debit_account_id AS wallet_id, amount,
+             SUM(amount) OVER (PARTITION BY debit_account_id ORDER BY id) AS t_end FROM moved),
+g AS (SELECT id, wallet_id, remaining,
+             SUM(remaining) OVER (PARTITION BY wallet_id ORDER BY {order}) AS g_end
+      FROM wallets_grant WHERE remaining > 0 AND wallet_id IN (SELECT wallet_id FROM t)),
+d AS (SELECT t.transfer_id, g.id AS grant_id,
+             LEAST(t.t_end, g.g_end) - GREATEST(t.t_end - t.amount, g.g_end - g.remaining) AS take
+      FROM t JOIN g ON g.wallet_id = t.wallet_id AND g.g_end - g.remaining < t.t_end AND t.t_end - t.amount < g.g_end),
+u AS (UPDATE wallets_grant SET remaining = wallets_grant.remaining - s.take
+      FROM (SELECT grant_id, SUM(take) AS take FROM d GROUP BY grant_id) s WHERE wallets_grant.id = s.grant_id),
+drawn AS (INSERT INTO wallets_grantdraw (transfer_id, grant_id, amount) SELECT transfer_id, grant_id, take FROM d
+          RETURNING 1)
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM drawn)
+"""
+# The draw order of wallets.ledger.grants.DRAW_ORDER_SQL, "now" being the transaction's start.
+FLOOR_DRAW_ORDER = ("CASE WHEN effective_at > CURRENT_TIMESTAMP THEN 2 WHEN expires_at <= CURRENT_TIMESTAMP THEN 1 ELSE 0 END, "
+                    "priority, expires_at IS NULL, expires_at, id")
 
 
 def billing_floor(pg_url: str, *, window_start: str) -> tuple[float, int]:
@@ -75,7 +99,8 @@ def billing_floor(pg_url: str, *, window_start: str) -> tuple[float, int]:
         started = time.perf_counter()
         with conn.transaction():
             conn.execute(FLOOR_UPDATE, params)
-            rows = conn.execute(FLOOR_INSERT, params).rowcount
+            rows, _ = conn.execute(FLOOR_DRAW.format(insert=FLOOR_INSERT.strip(), order=FLOOR_DRAW_ORDER),
+                                   params).fetchone()
         return time.perf_counter() - started, rows
 
 

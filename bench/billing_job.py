@@ -1,7 +1,7 @@
 """The Django side of the billing bench, run by bench.billing in a subprocess for the bench database.
 
 `python -m bench.billing_job seed --projects N --windows K`: N projects with a wallet (100 credits,
-credited by a ledger row like any top-up) and one usage record each in each of the last K closed
+credited by a ledger row and its grant like any credit) and one usage record each in each of the last K closed
 windows, by set-based INSERT … SELECT. Each window's records are dated a few minutes after it closed,
 when a collector would have written them, so a run does not take an earlier window's records for
 late usage.
@@ -69,6 +69,15 @@ def seed(projects: int, windows: int) -> dict:
             "wallet_balance_after": str(SEED_CREDITS_MICROS), "created_at": "CURRENT_TIMESTAMP"},
             "FROM wallets_account a JOIN wallets_project p ON p.id = a.project_id WHERE p.slug LIKE 'bill-%%'",
             [adjustments])
+        # The grant each of those credits makes through the ledger (wallets.ledger.grants.credit): usage
+        # charges draw from it, as they would from a real top-up's.
+        _insert_select(cursor, "wallets_grant", {
+            "category": "'granted'", "amount": "t.amount", "remaining": "t.amount", "priority": "20",
+            "resource_types": "'[]'::jsonb", "applies_to": "''", "reason": "t.reason", "actor": "t.actor",
+            "created_at": "t.created_at", "closed_as": "''", "close_reason": "''", "closed_by": "''",
+            "source_transfer_id": "t.id", "wallet_id": "t.credit_account_id"},
+            "FROM wallets_transfer t JOIN wallets_project p ON p.id = t.project_id "
+            "WHERE p.slug LIKE 'bill-%%' AND t.idempotency_key LIKE 'bench-seed-%%'", [])
         for start in starts:
             collected = f"LEAST(%s::timestamptz + interval '{COLLECTED_AFTER_CLOSE}', CURRENT_TIMESTAMP)"
             usage = _insert_select(cursor, "metering_usagerecord", {

@@ -232,7 +232,7 @@ class Report:
         if row["floors"]:
             out.append(f"  SQL floor            {floor:>8.2f} s  {_ratio(row['floors'][0][1], floor):>10.0f} rows/s  "
                        f"median of {_list([s for s, _ in row['floors']])}; one UPDATE of balances + one INSERT … SELECT "
-                       "of ledger rows")
+                       "of ledger rows + their draws from the grants (INSERT of draws, UPDATE of remaining)")
             if deployed:
                 out.append(f"  run/floor            {_ratio(_median(deployed), floor):>8.2f}    as deployed; "
                            f"{_against(targets.BILLING, _ratio(_median(deployed), floor))}")
