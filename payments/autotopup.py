@@ -417,6 +417,20 @@ def autotopup_charge_fail(*, charge_id: int, reason: str, payment_intent_id: str
     return charge
 
 
+def autotopup_turn_off_after_refund(*, project_id: int, charge_id: int) -> None:
+    """A refunded automatic charge turns auto top-up off (in the refund's transaction, before its credits
+    go): the refund would otherwise be a new crossing, and the card charged again at once for what the
+    tenant just had refunded. The owners are told; an owner turns it back on."""
+    row = AutoTopUp.objects.select_for_update().filter(project_id=project_id, enabled=True).first()
+    if row is None:
+        return
+    row.enabled = False
+    row.disabled_reason = f"turned off because automatic charge {charge_id} was refunded"
+    row.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+    transaction.on_commit(lambda: _tell_owners_turned_off(row), robust=True)
+    transaction.on_commit(forget_enabled_projects)
+
+
 def _tell_owners_turned_off(row: AutoTopUp) -> None:
     """After the commit: email is a network call."""
     project = Project.objects.get(id=row.project_id)

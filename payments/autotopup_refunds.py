@@ -17,6 +17,7 @@ from creditservice.lib.paths import database_id
 from wallets import ledger
 from wallets.models import Account, Transfer
 
+from .autotopup import autotopup_turn_off_after_refund
 from .models import AutoTopUpCharge
 from .services import EventFailed
 
@@ -58,6 +59,7 @@ def autotopup_charge_refund(*, charge: dict[str, Any]) -> AutoTopUpCharge:
         target = proportional_micros(row.amount, refunded_minor, row.currency_amount)
         if target <= row.refunded_amount:
             return row  # this total (or a later, larger one) was taken back already
+        autotopup_turn_off_after_refund(project_id=row.project_id, charge_id=row.id)
         ledger.transfer(
             project=row.project_id, direction="out", system_code=Account.System.STRIPE, kind=Transfer.Kind.REFUND,
             amount=target - row.refunded_amount, idempotency_key=refund_key(payment_intent, target),

@@ -3,12 +3,14 @@ taken back once (replays, repeats and out-of-order totals never take twice), dra
 purchased grant, and a refund that leaves nothing available starts grace."""
 
 import pytest
+from django.core import mail
 
 from creditservice.lib.money import credits_to_micros
 from payments.models import AutoTopUp, AutoTopUpCharge, StripeEvent
 from payments.tests.test_autotopup import armed, available, spend  # noqa: F401  (armed is a fixture)
-from wallets.models import GrantDraw, Project, Transfer
+from wallets.models import GrantDraw, Membership, Project, Transfer
 from wallets.selectors import ledger_check
+from wallets.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,3 +127,17 @@ def test_concurrent_deliveries_of_one_refund_take_once(armed, fake_stripe, proje
     assert answers == [200] * len(events)
     assert refunds(project) == [credits_to_micros("85")] and available(project) == "15"
     assert ledger_check().ok
+
+
+def test_a_refunded_automatic_charge_turns_auto_top_up_off_instead_of_charging_again(armed, fake_stripe, project):  # noqa: F811
+    Membership.objects.create(project=project, user=UserFactory(email="owner@acme.example"), role=Membership.Role.OWNER)
+    charge = funded_charge(armed, fake_stripe, project)
+    mail.outbox.clear()
+    assert armed.send(refunded(fake_stripe, charge, 8500)).json()["status"] == "processed"
+    # 15 available is below the threshold again, yet the card the tenant just had refunded is not charged.
+    assert available(project) == "15"
+    assert AutoTopUpCharge.objects.filter(project=project).count() == 1
+    settings_row = AutoTopUp.objects.get(project=project)
+    assert not settings_row.enabled and "refunded" in settings_row.disabled_reason
+    [message] = mail.outbox
+    assert message.to == ["owner@acme.example"] and "turned off" in message.subject
