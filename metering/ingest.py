@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from creditservice.lib.metrics import INGESTED_EVENTS
 from creditservice.lib.money import MAX_QUANTITY_MICROS, MoneyError, format_micros
+from creditservice.lib.pg_arrays import pg_array
 from creditservice.lib.text import TextError, clean_text
 from quotas.models import ResourceType
 from quotas.quantities import parse_quantity
@@ -340,9 +341,13 @@ def _store_postgresql(events: list[_Event], *, now: datetime, length: timedelta)
     A record the sum would take past the bound is left as it is (the upsert's WHERE, on the locked
     row); then fewer records were written than windows summed, and _WindowTotalBound rolls it all back.
     """
+    # Each column as one array literal: the driver's list dumper escaped every element in Python, about
+    # a third of a 1,000-event batch's CPU (docs/performance.md).
     params = [
-        [e.project_id for e in events], [e.event_id for e in events], [e.resource_type_id for e in events],
-        [e.quantity for e in events], [e.timestamp for e in events], [e.window_start for e in events],
+        pg_array([e.project_id for e in events], quote=False), pg_array([e.event_id for e in events], quote=True),
+        pg_array([e.resource_type_id for e in events], quote=False), pg_array([e.quantity for e in events], quote=False),
+        pg_array([e.timestamp.isoformat() for e in events], quote=True),
+        pg_array([e.window_start.isoformat() for e in events], quote=True),
         now, length, now, now,
     ]
     with connection.cursor() as cursor:

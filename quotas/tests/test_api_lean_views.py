@@ -56,6 +56,8 @@ REFUSALS = {
     "not JSON": (b"{nope", {"HTTP_IDEMPOTENCY_KEY": "k"}),
     "a key twice": (b'{"amount": "1", "amount": "1000"}', {"HTTP_IDEMPOTENCY_KEY": "k"}),
     "too deep": (b"[" * 40 + b"]" * 40, {"HTTP_IDEMPOTENCY_KEY": "k"}),
+    "past the recursion limit": (b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", {"HTTP_IDEMPOTENCY_KEY": "k"}),
+    "deep inside an object": (b'{"a": ' + b'{"b": ' * 40 + b"1" + b"}" * 41, {"HTTP_IDEMPOTENCY_KEY": "k"}),
     "not an object": (b"[]", {"HTTP_IDEMPOTENCY_KEY": "k"}),
     "not UTF-8": (b'{"project": "\xff"}', {"HTTP_IDEMPOTENCY_KEY": "k"}),
     "a float amount": (_json({**GOOD, "amount": 10.5}), {"HTTP_IDEMPOTENCY_KEY": "k"}),
