@@ -1,4 +1,10 @@
-"""gunicorn for `make serve`: sync workers, which measured best for this CPU-bound API on 2 cores."""
+"""gunicorn for `make serve`: sync workers, which measured best for this CPU-bound API on 2 cores.
+
+Measured again 2026-12-01 (docs/performance.md, "The speed issue"): gthread with keep-alive (2 or 4
+threads a worker) and granian (a Rust HTTP server, WSGI, keep-alive) each served 10-20% more pairs/s
+over 100 wallets in single runs, but their p99 was 3-7x worse (a thread waiting on the GIL behind
+another's request) and the hot wallet slower; sync stays.
+"""
 
 import multiprocessing
 import os
@@ -10,7 +16,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().p
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
-# GUNICORN_WORKER_CLASS / GUNICORN_THREADS: for measuring the alternatives (make bench); see docs/performance.md.
+# GUNICORN_WORKER_CLASS / GUNICORN_THREADS: for measuring the alternatives with make bench.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "sync"
 threads = int(os.environ.get("GUNICORN_THREADS") or 1)
 keepalive = 5
