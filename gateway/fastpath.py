@@ -22,12 +22,11 @@ older than the code; until it exists, services.py takes the statement-by-stateme
 """
 
 import hashlib
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
 
 from quotas import selectors as quota_selectors
 from wallets import ledger
@@ -111,24 +110,16 @@ class Outcome:
 
 def authorize(*, project: "quota_selectors.ProjectRef", route_id: int, price: int, resource_type: str, request_id: str,
               fingerprint: str, suspended: bool, reason: str, actor: str, now: datetime) -> Outcome:
-    """One call of the function: in autocommit it commits by itself (inside a caller's transaction, a
-    savepoint keeps a refusal from aborting it)."""
+    """One call of the function (functions.call: in autocommit it commits by itself)."""
     start, _ = quota_selectors.month_bounds(now)
     params = [project.id, request_id, route_id, price, fingerprint, suspended, project.budget_limit, start,
               project.wallet_id, ledger.system_account_id(Account.System.REVENUE), Transfer.Kind.USAGE.value, reason,
               actor, now, grants.scope_needle(resource_type)]
-    try:
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            with connection.cursor() as cursor:
-                cursor.execute(f"SELECT * FROM {authorize_function()[0]}({', '.join(['%s'] * len(params))})", params)
-                code, balance, reserved, charge_id = cursor.fetchone()
-    except DatabaseError as exc:
-        cause = exc.__cause__
-        if getattr(cause, "sqlstate", None) != REFUSED:
-            raise
-        code = cause.diag.message_primary
-        if code == "budget":
-            charged, pending = (int(part) for part in cause.diag.message_detail.split())
-            return Outcome(code=code, spend=(charged, pending))
-        return Outcome(code=code)
+    row = functions.call(authorize_function()[0], params, refused=REFUSED)
+    if isinstance(row, functions.Refusal):
+        if row.code == "budget":
+            charged, pending = (int(part) for part in row.detail.split())
+            return Outcome(code=row.code, spend=(charged, pending))
+        return Outcome(code=row.code)
+    code, balance, reserved, charge_id = row
     return Outcome(code=code, balance=balance, reserved=reserved, charge_id=charge_id)

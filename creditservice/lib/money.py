@@ -123,6 +123,12 @@ def format_micros(micros: int | None) -> str | None:
     return None if micros is None else _format_fixed(int(micros), SCALE)
 
 
+def format_micros_sql(expression: str) -> str:
+    """PostgreSQL: the text format_micros() gives for the integer SQL expression (a reason written by a
+    database function); tested equal to it."""
+    return f"trim_scale(({expression})::numeric / {10**SCALE})::text"
+
+
 def format_rate(picos: int) -> str:
     """Integer pico-credits per unit → the shortest exact decimal string ("0.04", "0.000011111111")."""
     return _format_fixed(int(picos), RATE_SCALE)

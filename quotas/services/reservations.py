@@ -25,15 +25,12 @@ from wallets.idempotency import KeyReused
 
 from .. import metrics, selectors
 from ..errors import ProjectSuspended, QuotaExceeded
-from ..models import Quota, QuotaDefault, Reservation
-from ..quantities import MAX_QUANTITY_MICROS, format_quantity
+from ..models import Quota, Reservation
+from ..quantities import format_quantity
 from ..selectors import ProjectRef, db_datetime
-from .limits import budget_refusal
+from . import functions, statements
+from .limits import budget_exceeded, budget_refusal
 from .settlement import reservations_expire
-
-_RESERVATION = Reservation._meta.db_table
-_QUOTA = Quota._meta.db_table
-_DEFAULT = QuotaDefault._meta.db_table
 
 
 def reservation_ttl(ttl_seconds: int | None) -> timedelta:
@@ -73,50 +70,54 @@ class ReservationResult:
     created: bool
 
 
-_INSERT_RESERVATION = (
-    f"INSERT INTO {_RESERVATION} (project_id, resource_type_id, quantity, amount, status, expires_at, "
-    "idempotency_scope, idempotency_key, request_fingerprint, actor, created_at) "
-    "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING RETURNING id"
-)
-
-# Holds `quantity` on the project's quota row in one statement. A project's first reservation of a
-# type creates the row (limit = the staff default for the type, or NULL = no limit) and the caller
-# checks the returned row; an existing row is only changed if used + reserved + quantity <= limit.
-# No row back: the existing row's limit refused it.
-_HOLD_QUOTA = (
-    f'INSERT INTO {_QUOTA} (project_id, resource_type_id, "limit", used, reserved, updated_at) '
-    f'SELECT %s, %s, (SELECT d."limit" FROM {_DEFAULT} d WHERE d.resource_type_id = %s), 0, %s, %s '
-    # WHERE: SQLite would otherwise read ON CONFLICT as a join constraint.
-    "WHERE 1 = 1 "
-    f"ON CONFLICT (project_id, resource_type_id) DO UPDATE "
-    f"SET reserved = {_QUOTA}.reserved + excluded.reserved, updated_at = excluded.updated_at "
-    f'WHERE ({_QUOTA}."limit" IS NULL OR {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {_QUOTA}."limit") '
-    # Without a limit as well: used + reserved stays within one quantity's bound, so the sum of a
-    # project's holds never leaves the bigint column (each term is at most that bound).
-    f"AND {_QUOTA}.used + {_QUOTA}.reserved + excluded.reserved <= {MAX_QUANTITY_MICROS} "
-    'RETURNING "limit", used, reserved'
-)
+_P = "%s"  # a statement's placeholder: its parameters follow the order of the slots (statements.py)
+_INSERT_RESERVATION = statements.insert_reservation_sql(project=_P, type_id=_P, quantity=_P, amount=_P,
+                                                        expires_at=_P, scope=_P, key=_P, fingerprint=_P, actor=_P,
+                                                        now=_P)
+_HOLD_QUOTA = statements.hold_quota_sql(project=_P, type_id=_P, quantity=_P, now=_P)
 
 
 def _quota_refusal(project_id: int, resource_type_id: int, quantity: int) -> QuotaExceeded:
     row = Quota.objects.filter(project_id=project_id, resource_type_id=resource_type_id).values(
         "limit", "used", "reserved").first() or {"limit": 0, "used": 0, "reserved": 0}
-    return QuotaExceeded(
-        "the quota of this resource type does not allow this quantity",
-        limit=format_quantity(row["limit"]), used=format_quantity(row["used"]),
-        reserved=format_quantity(row["reserved"]), requested=format_quantity(quantity),
-    )
+    return _quota_exceeded(limit=row["limit"], used=row["used"], reserved=row["reserved"], quantity=quantity)
+
+
+def _quota_exceeded(*, limit: int, used: int, reserved: int, quantity: int) -> QuotaExceeded:
+    return QuotaExceeded("the quota of this resource type does not allow this quantity",
+                         limit=format_quantity(limit), used=format_quantity(used), reserved=format_quantity(reserved),
+                         requested=format_quantity(quantity))
+
+
+def _suspended(project: ProjectRef) -> _Refused:
+    return _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
+                                     status=project.status), retry_after_expiry=False)
+
+
+def _insufficient(project: ProjectRef, amount: int, *, now: datetime, until: datetime, resource_type: str) -> _Refused:
+    # Credits scoped to other resource types, or expiring before the hold does, do not cover it.
+    available = wallet_selectors.available_for(project.wallet_id, now=now, until=until, resource_type=resource_type)
+    return _Refused(InsufficientCredits("not enough available credits for this reservation",
+                                        available=format_amount(available), requested=format_amount(amount)),
+                    retry_after_expiry=True)
+
+
+_BUDGET_DETAIL = "this reservation would take the month's spend above the budget"
 
 
 def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_code: str, quantity: int, amount: int,
                   expires_at: datetime,
                   scope: str, key: str, fingerprint: str, actor: str, now: datetime) -> int | None:
-    """One attempt in one transaction; the new reservation's id, or None when the key was already used."""
+    """One attempt in one transaction; the new reservation's id, or None when the key was already used.
+    On PostgreSQL once `migrate` has run, one call of the reserve function (functions.py)."""
+    if functions.enabled():
+        return _reserve_in_one_call(project=project, resource_type_id=resource_type_id,
+                                    resource_type_code=resource_type_code, quantity=quantity, amount=amount,
+                                    expires_at=expires_at, scope=scope, key=key, fingerprint=fingerprint, actor=actor,
+                                    now=now)
     with transaction.atomic():
         with connection.cursor() as cursor:
-            # (1) The new row claims the Idempotency-Key under its unique index: a concurrent retry
-            # with the same key waits here until this transaction ends, then finds the row.
+            # (1) The new row claims the Idempotency-Key (a concurrent retry waits here).
             cursor.execute(_INSERT_RESERVATION, [
                 project.id, resource_type_id, quantity, amount, db_datetime(expires_at), scope, key, fingerprint,
                 actor, db_datetime(now),
@@ -125,31 +126,47 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_c
             if row is None:
                 return None
             if not project.admits_new_resources:
-                raise _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
-                                                status=project.status), retry_after_expiry=False)
+                raise _suspended(project)
             # (2) The wallet row: reserved += amount where available covers it.
-            # Credits scoped to other resource types do not cover it.
             state = ledger.hold(wallet_id=project.wallet_id, amount=amount, until=expires_at,
                                 resource_type=resource_type_code)
             if state is None:
-                available = wallet_selectors.available_for(project.wallet_id, now=now, until=expires_at,
-                                                           resource_type=resource_type_code)
-                raise _Refused(InsufficientCredits("not enough available credits for this reservation",
-                                                   available=format_amount(available),
-                                                   requested=format_amount(amount)), retry_after_expiry=True)
+                raise _insufficient(project, amount, now=now, until=expires_at, resource_type=resource_type_code)
             # (3) The quota row.
             cursor.execute(_HOLD_QUOTA, [project.id, resource_type_id, resource_type_id, quantity, db_datetime(now)])
             quota = cursor.fetchone()
-            if quota is None or (quota[0] is not None and quota[1] + quota[2] > quota[0]):
-                raise _Refused(_quota_refusal(project.id, resource_type_id, quantity) if quota is None else QuotaExceeded(
-                    "the quota of this resource type does not allow this quantity",
-                    limit=format_quantity(quota[0]), used=format_quantity(quota[1]),
-                    reserved="0", requested=format_quantity(quantity),
-                ), retry_after_expiry=True)
+            if quota is None:
+                raise _Refused(_quota_refusal(project.id, resource_type_id, quantity), retry_after_expiry=True)
+            if quota[0] is not None and quota[1] + quota[2] > quota[0]:  # a new row, over its default limit
+                raise _Refused(_quota_exceeded(limit=quota[0], used=quota[1], reserved=0, quantity=quantity),
+                               retry_after_expiry=True)
             # (4) The budget, read under the wallet row lock.
             if project.has_budget:
                 _check_budget(project_id=project.id, wallet_id=project.wallet_id, amount=amount, now=now)
             return row[0]
+
+
+def _reserve_in_one_call(*, project: ProjectRef, resource_type_id: int, resource_type_code: str, quantity: int,
+                         amount: int, expires_at: datetime, scope: str, key: str, fingerprint: str, actor: str,
+                         now: datetime) -> int | None:
+    """_reserve_once() as one call of the reserve function, with the same answers: a refusal rolled the
+    call back, and its answer is built here as the statement path builds it."""
+    outcome = functions.reserve(project=project, type_id=resource_type_id, type_code=resource_type_code,
+                                quantity=quantity, amount=amount, expires_at=expires_at, scope=scope, key=key,
+                                fingerprint=fingerprint, actor=actor, now=now)
+    if not isinstance(outcome, functions.Refusal):
+        return outcome
+    figures = [int(part) for part in outcome.detail.split()] if outcome.detail else []
+    if outcome.code == "suspended":
+        raise _suspended(project)
+    if outcome.code == "insufficient":
+        raise _insufficient(project, amount, now=now, until=expires_at, resource_type=resource_type_code)
+    if outcome.code == "quota":
+        raise _Refused(_quota_exceeded(limit=figures[0], used=figures[1], reserved=0, quantity=quantity) if figures
+                       else _quota_refusal(project.id, resource_type_id, quantity), retry_after_expiry=True)
+    hard_limit, charged, pending = figures
+    raise _Refused(budget_exceeded(hard_limit=hard_limit, charged=charged, pending=pending, amount=amount,
+                                   detail=_BUDGET_DETAIL), retry_after_expiry=True)
 
 
 @retry_transaction
@@ -210,7 +227,7 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
 def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime) -> None:
     """Under the wallet row lock, taken earlier in this transaction (pending includes this reservation)."""
     refusal = budget_refusal(project_id=project_id, wallet_id=wallet_id, amount=amount, now=now,
-                             detail="this reservation would take the month's spend above the budget")
+                             detail=_BUDGET_DETAIL)
     if refusal is not None:
         raise _Refused(refusal, retry_after_expiry=True)
 

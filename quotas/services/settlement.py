@@ -16,17 +16,14 @@ from wallets.models import Account, Transfer
 
 from .. import metrics, selectors
 from ..errors import ReservationEnded
-from ..models import Quota, Reservation
+from ..models import Reservation
 from ..quantities import format_quantity
 from ..selectors import db_datetime
+from . import functions, statements
 
 log = logging.getLogger(__name__)
 
 _RESERVATION = Reservation._meta.db_table
-_QUOTA = Quota._meta.db_table
-_PROJECT = selectors._PROJECT
-_WALLET = selectors._WALLET
-_RESOURCE_TYPE = selectors._RESOURCE_TYPE
 
 _END = (
     f"UPDATE {_RESERVATION} SET status = %s, committed_amount = %s, ended_at = %s "
@@ -44,14 +41,13 @@ def _end(reservation_id: int, status: str, now: datetime, *, committed_amount: i
         return cursor.fetchone()
 
 
+_DROP_QUOTA_HOLD = statements.drop_quota_hold_sql(quantity="%s", used="%s", now="%s", project="%s", type_id="%s")
+
+
 def _drop_quota_hold(project_id: int, resource_type_id: int, quantity: int, *, to_used: bool, now: datetime) -> None:
-    used = "used + %s" if to_used else "used + 0 * %s"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_QUOTA} SET reserved = reserved - %s, used = {used}, updated_at = %s "
-            "WHERE project_id = %s AND resource_type_id = %s",
-            [quantity, quantity, db_datetime(now), project_id, resource_type_id],
-        )
+        cursor.execute(_DROP_QUOTA_HOLD, [quantity, quantity if to_used else 0, db_datetime(now), project_id,
+                                          resource_type_id])
 
 
 def _current(reservation_id: int, project_id: int | None, now: datetime) -> Reservation:
@@ -62,17 +58,6 @@ def _current(reservation_id: int, project_id: int | None, now: datetime) -> Rese
     if reservation is None:
         raise NotFound(f"no reservation {reservation_id}")
     return reservation
-
-
-# Scalar subqueries rather than UPDATE … FROM: SQLite's RETURNING may not name the FROM tables.
-_COMMIT = (
-    f"UPDATE {_RESERVATION} SET status = 'committed', committed_amount = {{take}}, ended_at = %s "
-    f"WHERE id = %s AND status = 'pending' AND expires_at > %s {{conditions}}"
-    f"RETURNING project_id, resource_type_id, quantity, amount, committed_amount, expires_at, created_at, "
-    f"(SELECT p.slug FROM {_PROJECT} p WHERE p.id = {_RESERVATION}.project_id), "
-    f"(SELECT a.id FROM {_WALLET} a WHERE a.project_id = {_RESERVATION}.project_id), "
-    f"(SELECT t.code FROM {_RESOURCE_TYPE} t WHERE t.id = {_RESERVATION}.resource_type_id)"
-)
 
 
 def _commit_pending(reservation_id: int, amount: int | None, project_id: int | None, now: datetime) -> tuple | None:
@@ -91,7 +76,8 @@ def _commit_pending(reservation_id: int, amount: int | None, project_id: int | N
         conditions += "AND project_id = %s "
         params.append(project_id)
     with connection.cursor() as cursor:
-        cursor.execute(_COMMIT.format(take=take, conditions=conditions), params)
+        cursor.execute(statements.commit_pending_sql(take=take, now="%s", reservation="%s", conditions=conditions),
+                       params)
         return cursor.fetchone()
 
 
@@ -105,8 +91,9 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
     Idempotent by state: committing a committed reservation again (same or no amount) returns the same
     body; another amount → 409 reservation_committed. Released → 409 reservation_released; past
     expires_at → 409 reservation_expired (its hold is released then if the task has not done it yet).
-    The usual case is four statements and no model built: the compare-and-set, the wallet UPDATE with
-    the transfer INSERT (ledger.commit_hold), the quota UPDATE, and the COMMIT.
+    The usual case is one call of the commit function on PostgreSQL; statement by statement elsewhere,
+    with no model built: the compare-and-set, the wallet UPDATE and the transfer INSERT
+    (ledger.commit_hold), the draw, the quota UPDATE.
     """
     now = now or timezone.now()
     row = _commit_in_steps(reservation_id, amount, project_id, actor, now)
@@ -124,7 +111,11 @@ def reservation_commit(*, reservation_id: int, amount: int | None = None, projec
 
 def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | None, actor: str,
                      now: datetime) -> tuple | None:
-    """The commit: compare-and-set, the ledger commit, the quota, in one transaction."""
+    """The commit: compare-and-set, the ledger commit, the quota, in one transaction. On PostgreSQL once
+    `migrate` has run, one call of the commit function (functions.py) with the same row back."""
+    if functions.enabled():
+        return functions.commit(reservation_id=reservation_id, amount=amount, project_id=project_id, actor=actor,
+                                now=now)
     with transaction.atomic():
         row = _commit_pending(reservation_id, amount, project_id, now)
         if row is not None:
@@ -132,8 +123,8 @@ def _commit_in_steps(reservation_id: int, amount: int | None, project_id: int | 
             if take > 0:
                 ledger.commit_hold(
                     project_id=project_id_, wallet_id=wallet_id, held=held, amount=take, kind=Transfer.Kind.RESERVATION,
-                    system_code=Account.System.REVENUE, idempotency_key=f"v1:reservation:{reservation_id}:commit",
-                    reference=f"reservation:{reservation_id}", actor=actor, reason=f"{format_quantity(quantity)} {code}",
+                    system_code=Account.System.REVENUE, idempotency_key=statements.COMMIT_KEY.format(reservation_id),
+                    reference=statements.COMMIT_REFERENCE.format(reservation_id), actor=actor, reason=f"{format_quantity(quantity)} {code}",
                     resource_type=code,  # it draws from the grants of its type first
                 )
             elif held > 0:

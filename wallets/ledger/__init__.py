@@ -302,11 +302,16 @@ def hold(*, wallet_id: int, amount: int, until=None, resource_type: str | None =
 
     until: the hold's expiry; credits of grants expiring by then do not cover it (grants.py).
     resource_type: the code the hold is for; credits of grants scoped to other types do not cover it."""
+    require_holdable(amount)
+    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount, until=until,
+                            resource_type=resource_type)
+
+
+def require_holdable(amount: int) -> None:
+    """The bound of one hold (hold(), and the hold statement of functions.py run by a higher app)."""
     if amount > MAX_AMOUNT_MICROS:
         raise AmountLimitExceeded(f"one hold is at most {format_amount(MAX_AMOUNT_MICROS)} credits",
                                   limit=format_amount(MAX_AMOUNT_MICROS), requested=format_amount(amount))
-    return _apply_to_wallet(wallet_id, 0, require_available=amount, release_hold=-amount, until=until,
-                            resource_type=resource_type)
 
 
 def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> WalletState:
@@ -315,15 +320,19 @@ def release(*, wallet_id: int, amount: int, project_id: int | None = None) -> Wa
     (project_id saves looking the project up for them)."""
     state = _apply_to_wallet(wallet_id, 0, require_available=None, release_hold=amount)
     assert state is not None
-    if _funded_hooks and may_be_funded(balance=state.balance, reserved=state.reserved, given_back=amount):
-        if project_id is None:
-            project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
-        transaction.on_commit(lambda: _run_funded_hooks(project_id))
-    if _changed_hooks:
-        if project_id is None:
-            project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
-        _wallet_changed(project_id)
+    if project_id is None and (_changed_hooks or _funded_hooks):
+        project_id = Account.objects.values_list("project_id", flat=True).get(id=wallet_id)
+    after_hold_ended(project_id=project_id, state=state, given_back=amount)
     return state
+
+
+def after_hold_ended(*, project_id: int, state: WalletState, given_back: int) -> None:
+    """The hooks of a hold committed or released (release, commit_hold, or the statements of
+    functions.py run by a higher app): the funded hooks after the commit when the `given_back` part
+    may have funded the wallet (may_be_funded), and the changed hooks."""
+    if _funded_hooks and may_be_funded(balance=state.balance, reserved=state.reserved, given_back=given_back):
+        transaction.on_commit(lambda: _run_funded_hooks(project_id))
+    _wallet_changed(project_id)
 
 
 def charge_available(*, project_id: int, wallet_id: int, amount: int, kind: str, idempotency_key: str,
@@ -456,9 +465,8 @@ def commit_hold(
             )
             transfer_id = cursor.lastrowid
     grants.draw(wallet_id=wallet_id, transfer_id=transfer_id, amount=amount, now=now, resource_type=resource_type)
-    if _funded_hooks and may_be_funded(balance=balance, reserved=reserved, given_back=held - amount):
-        transaction.on_commit(lambda: _run_funded_hooks(project_id))
-    _wallet_changed(project_id)
+    after_hold_ended(project_id=project_id, state=WalletState(balance=balance, reserved=reserved),
+                     given_back=held - amount)
     return balance
 
 

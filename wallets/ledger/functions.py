@@ -1,4 +1,5 @@
-"""PostgreSQL functions of the ledger, for callers that must charge in one round trip (gateway admission).
+"""PostgreSQL functions of the ledger, for callers that must move credits in one round trip (gateway
+admission, reserve and commit).
 
 charge_available() on PostgreSQL is one PL/pgSQL function: the wallet's conditional UPDATE, the
 transfer INSERT and the draw from the grants, each its own statement inside the function. In READ
@@ -15,9 +16,11 @@ its name (and takes the statement-by-statement path) instead of running old rule
 """
 
 import hashlib
+from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import cache
 
-from django.db import connections
+from django.db import DatabaseError, connection, connections, transaction
 
 from ..models import Account, Transfer
 from . import grants
@@ -27,9 +30,50 @@ _TRANSFER = Transfer._meta.db_table
 _PREFIX = "wallets_charge_available_"
 
 
-def _charge_body() -> str:
+def _transfer_insert(*, project: str, wallet: str, system: str, amount: str, kind: str, reason: str, reference: str,
+                     idempotency_key: str, actor: str, balance_after: str, now: str, into: str) -> str:
     from . import _INSERT_TRANSFER_COLUMNS
 
+    return (f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES ({project}, {wallet}, {system}, {amount}, "
+            f"{kind}, {reason}, {reference}, {idempotency_key}, '{{}}'::jsonb, {actor}, {balance_after}, {now}) "
+            f"RETURNING id INTO {into};\n")
+
+
+def hold_statement(*, wallet: str, amount: str, until: str, now: str, needle: str, into: str) -> str:
+    """PL/pgSQL: ledger.hold() for SQL expressions: reserved += amount where available (what grants
+    expiring by `until` or scoped to other types than `needle`'s hold back not counted) covers it,
+    balance and reserved after INTO `into`; no row (NOT FOUND) when refused. It locks the wallet row."""
+    unspendable = grants.unspendable_sql(f"{_WALLET}.id", until, now, needle)
+    return (f"UPDATE {_WALLET} SET reserved = {_WALLET}.reserved + {amount}, updated_at = {now} "
+            f"WHERE {_WALLET}.id = {wallet} AND {_WALLET}.balance - {_WALLET}.reserved - {unspendable} >= {amount} "
+            f"RETURNING {_WALLET}.balance, {_WALLET}.reserved INTO {into};\n")
+
+
+def commit_hold_statements(*, project: str, wallet: str, revenue: str, held: str, amount: str, kind: str,
+                           reason: str, reference: str, idempotency_key: str, actor: str, now: str, needle: str,
+                           balance: str, reserved: str, transfer: str) -> str:
+    """PL/pgSQL: ledger.commit_hold() for SQL expressions: the wallet's UPDATE (balance -= amount,
+    reserved -= held; never refused), the transfer wallet -> revenue, and the draw from the grants
+    (`needle`'s first), each its own statement under the wallet lock. The caller has made the commit
+    exactly-once (its compare-and-set earlier in the function)."""
+    return (
+        f"UPDATE {_WALLET} SET balance = {_WALLET}.balance - {amount}, reserved = {_WALLET}.reserved - {held}, "
+        f"updated_at = {now} WHERE {_WALLET}.id = {wallet} "
+        f"RETURNING {_WALLET}.balance, {_WALLET}.reserved INTO {balance}, {reserved};\n"
+        + _transfer_insert(project=project, wallet=wallet, system=revenue, amount=amount, kind=kind, reason=reason,
+                           reference=reference, idempotency_key=idempotency_key, actor=actor, balance_after=balance,
+                           now=now, into=transfer)
+        + grants.draw_statements_pg(transfer=transfer, wallet=wallet, amount=amount, now=now, needle=needle)
+    )
+
+
+def release_statement(*, wallet: str, amount: str, now: str, balance: str, reserved: str) -> str:
+    """PL/pgSQL: ledger.release() for SQL expressions: reserved -= amount (never refused)."""
+    return (f"UPDATE {_WALLET} SET reserved = {_WALLET}.reserved - {amount}, updated_at = {now} "
+            f"WHERE {_WALLET}.id = {wallet} RETURNING {_WALLET}.balance, {_WALLET}.reserved INTO {balance}, {reserved};\n")
+
+
+def _charge_body() -> str:
     # p_needle: grants.scope_needle() of the charge's resource type, NULL for none (then no grant is
     # excluded for its scope: the test of a NULL needle is never true).
     unspendable = grants.unspendable_sql(f"{_WALLET}.id", "p_now", "p_now", "p_needle")
@@ -44,9 +88,11 @@ def _charge_body() -> str:
         f"RETURNING {_WALLET}.balance, {_WALLET}.reserved INTO o_balance, o_reserved;\n"
         "IF NOT FOUND THEN RETURN; END IF;\n"
         # (2) The transfer, wallet -> revenue.
-        f"INSERT INTO {_TRANSFER} ({_INSERT_TRANSFER_COLUMNS}) VALUES (p_project_id, p_wallet_id, p_revenue_id, "
-        "p_amount, p_kind, p_reason, p_reference, p_idempotency_key, '{}'::jsonb, p_actor, o_balance, p_now) "
-        "RETURNING id INTO o_transfer_id;\n"
+        + _transfer_insert(project="p_project_id", wallet="p_wallet_id", system="p_revenue_id", amount="p_amount",
+                           kind="p_kind", reason="p_reason", reference="p_reference",
+                           idempotency_key="p_idempotency_key", actor="p_actor", balance_after="o_balance",
+                           now="p_now", into="o_transfer_id")
+        +
         # (3) The draw: statements of their own, so their snapshots are taken under the wallet lock.
         f"{draw}"
         "END"
@@ -102,3 +148,30 @@ def install(using: str = "default", create: str | None = None) -> None:
 
 def install_after_migrate(using: str = "default", **kwargs) -> None:
     install(using)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A function's refusal: it raised an error of the caller's SQLSTATE, so it rolled back whole and
+    wrote nothing. code: the error's message (which refusal); detail: its figures, if it gave any."""
+
+    code: str
+    detail: str | None
+
+
+def call(name: str, params: list, *, refused: str) -> tuple | Refusal:
+    """One call of the function `name`: its one row, or the Refusal it raised with SQLSTATE `refused`.
+
+    In autocommit the call commits by itself; inside a caller's transaction a savepoint keeps a refusal
+    from aborting it. Any other database error is raised (a deadlock victim is retried whole by
+    creditservice.lib.retry, as for the statement-by-statement paths)."""
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM {name}({', '.join(['%s'] * len(params))})", params)
+                return cursor.fetchone()
+    except DatabaseError as exc:
+        cause = exc.__cause__
+        if getattr(cause, "sqlstate", None) != refused:
+            raise
+        return Refusal(code=cause.diag.message_primary, detail=cause.diag.message_detail)

@@ -72,6 +72,11 @@ def scope_needle(resource_type: str) -> str:
     return f",{resource_type},"
 
 
+def scope_needle_sql(code: str) -> str:
+    """SQL: scope_needle() of the code that the SQL expression `code` gives."""
+    return f"',' || {code} || ','"
+
+
 def _contains_sql(haystack: str, needle: str) -> str:
     """SQL: `needle` occurs in `haystack`. Exact and case-sensitive on both backends (LIKE would need
     "_" escaped and ignores case on SQLite)."""
