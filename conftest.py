@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from creditservice.startup import POSTGRESQL_ENGINE
+
 pytest_plugins = ["creditservice.testing.fixtures"]
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -40,7 +42,7 @@ def pytest_sessionstart(session):
         if engine != "django.db.backends.sqlite3":
             problems.append("CREDITSERVICE_TEST_SQLITE_PASS=1 but the tests are not running on SQLite")
     else:
-        if engine != "django.db.backends.postgresql":
+        if engine != POSTGRESQL_ENGINE:
             problems.append("CI=true but the tests are not running on PostgreSQL")
         if not os.environ.get("TEST_REDIS_URL"):
             problems.append("CI=true but no Redis broker was found for the tests")
@@ -51,7 +53,7 @@ def pytest_sessionstart(session):
 def pytest_collection_modifyitems(config, items):
     from django.conf import settings
 
-    on_postgres = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    on_postgres = settings.DATABASES["default"]["ENGINE"] == POSTGRESQL_ENGINE
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL or start it on 127.0.0.1:5432")
     skip_redis = pytest.mark.skip(reason="needs Redis at 127.0.0.1:6379 (or CELERY_BROKER_URL)")
     # System programs the suite drives for real; `make test` installs them from Debian's packages.

@@ -8,7 +8,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from creditservice.lib.rates import RateFormatError, parse_rate
-from creditservice.startup import SECRET_KEY_MISSING, database_config
+from creditservice.startup import POSTGRESQL_ENGINE, SECRET_KEY_MISSING, database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -128,7 +128,7 @@ TEMPLATES = [
 # Embedded default: a SQLite file under var/. Set DATABASE_URL for PostgreSQL.
 # A malformed URL or an engine we do not support stops start-up with one line naming DATABASE_URL.
 DATABASES = {"default": database_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] == POSTGRESQL_ENGINE:
     DATABASES["default"].setdefault("OPTIONS", {})
     if env.bool("DB_PREPARED_STATEMENTS", default=True):
         # Server-side binding lets psycopg prepare the hot statements (+13-17% measured);

@@ -18,6 +18,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 EXIT_CONFIG_ERROR = 2
 SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+# What a PostgreSQL URL runs on: Django's backend with a health check that costs no round trip.
+POSTGRESQL_ENGINE = "creditservice.lib.postgresql_backend"
 DATABASE_URL_FORMS = "postgres://USER:PASSWORD@HOST:5432/NAME or sqlite:///path/to/file.sqlite3"
 SECRET_KEY_MISSING = (
     "SECRET_KEY is not set: set SECRET_KEY to a long random string "
@@ -49,8 +51,10 @@ def database_config(url: str) -> dict[str, Any]:
         raise ImproperlyConfigured(f"{problem} ({exc}): set it to {DATABASE_URL_FORMS}")
     if config.get("ENGINE") not in SUPPORTED_ENGINES:
         raise ImproperlyConfigured(f"{problem}: set it to {DATABASE_URL_FORMS}")
-    if config["ENGINE"] == SUPPORTED_ENGINES[0] and not config.get("NAME"):
-        raise ImproperlyConfigured(f"{problem} (no database name): set it to {DATABASE_URL_FORMS}")
+    if config["ENGINE"] == SUPPORTED_ENGINES[0]:
+        if not config.get("NAME"):
+            raise ImproperlyConfigured(f"{problem} (no database name): set it to {DATABASE_URL_FORMS}")
+        config["ENGINE"] = POSTGRESQL_ENGINE
     return config
 
 

@@ -33,6 +33,7 @@ ENTRY_MODULES = (
     "gunicorn.app.wsgiapp",
     "gunicorn.workers.sync",
     "django.db.backends.postgresql.base",
+    "creditservice.lib.postgresql_backend.base",
     "django.db.backends.sqlite3.base",
     "django.core.management.commands.runserver",
     "django.contrib.staticfiles.management.commands.collectstatic",

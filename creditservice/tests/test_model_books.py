@@ -62,6 +62,7 @@ from hypothesis.stateful import (
 from billing.models import Charge
 from billing.services.lifecycle import lifecycle_sweep
 from billing.services.runs import billing_run_execute
+from creditservice.startup import POSTGRESQL_ENGINE
 from creditservice.testing import books_model as model
 from creditservice.testing.books_model import MICROS, PICOS, Outcome, text, window_of
 from creditservice.testing.fixtures import ServiceClient
@@ -649,7 +650,7 @@ def other(slug: str) -> str:
 @pytest.mark.timeout(1200 if CI else 600)
 def test_the_books_equal_the_model_after_every_step(fake_stripe):
     fake_stripe.deliver_on_pay = False  # the test delivers Stripe's events itself, through the test client
-    on_postgresql = django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    on_postgresql = django_settings.DATABASES["default"]["ENGINE"] == POSTGRESQL_ENGINE
     types = dict(ResourceType.objects.filter(code__in=TYPES).values_list("code", "id"))
     BooksMachine.context = Context(
         api=ServiceClient(platform_key()), stripe=fake_stripe, types=types,
