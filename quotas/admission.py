@@ -115,12 +115,16 @@ def reservation_commit(request: Any, reservation_id: int, body: Any) -> dict:
     """Charge the hold (all of it, or `amount` ≤ held); idempotent by state, so no Idempotency-Key is needed."""
     amount = parse_commit(body)
     access.require(request, access.RESERVATION_SETTLE)
-    return services.reservation_commit(reservation_id=reservation_id, amount=amount,
+    body = services.reservation_commit(reservation_id=reservation_id, amount=amount,
                                        project_id=reservation_scope(request), actor=access.caller_actor(request))
+    log_context.note_project(body["project"])  # the request's log line names the reservation's project
+    return body
 
 
 def reservation_release(request: Any, reservation_id: int, body: Any) -> dict:
     """Give the hold back; idempotent by state."""
     validated(ReservationReleaseSerializer, body or {})
     access.require(request, access.RESERVATION_SETTLE)
-    return services.reservation_release(reservation_id=reservation_id, project_id=reservation_scope(request))
+    body = services.reservation_release(reservation_id=reservation_id, project_id=reservation_scope(request))
+    log_context.note_project(body["project"])
+    return body

@@ -77,12 +77,15 @@ def project_ref_from_row(row: tuple) -> ProjectRef | None:
                       has_budget=row[5] is not None, budget_limit=row[5])
 
 
+# (columns, FROM) of project_ref(): also the reserve function's lookup by slug (services/functions.py).
+PROJECT_REF_BY_SLUG = (project_ref_sql("p.id")[0], f"{_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id")
+
+
 def project_ref(*, slug: str | None = None, project_id: int | None = None) -> ProjectRef | None:
     where, param = ("p.slug = %s", slug) if slug is not None else ("p.id = %s", project_id)
-    columns, _ = project_ref_sql("p.id")
+    columns, source = PROJECT_REF_BY_SLUG
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {columns} FROM {_PROJECT} p JOIN {_WALLET} a ON a.project_id = p.id WHERE {where}",
-                       [param])
+        cursor.execute(f"SELECT {columns} FROM {source} WHERE {where}", [param])
         row = cursor.fetchone()
     return project_ref_from_row(row) if row is not None else None
 

@@ -13,7 +13,7 @@ from creditservice.testing.fixtures import ServiceClient
 from creditservice.testing.logs import capture_json_log
 from creditservice.testing.metrics import sample_value
 from creditservice.wsgi import application
-from quotas.tests.helpers import reserve
+from quotas.tests.helpers import commit, release, reserve
 from wallets.tests.factories import platform_key, scoped_key
 
 REQUEST_FIELDS = {"timestamp", "level", "logger", "message", "request_id", "method", "path", "status",
@@ -70,6 +70,14 @@ def test_the_project_named_in_a_body_is_logged(platform, project):
         assert reserve(platform, amount="1").status_code == 201
     [line] = log.lines("creditservice.request")
     assert (line["path"], line["status"], line["project"], line["api_key"]) == ("/api/v1/reservations", 201, "acme", "platform")
+
+
+def test_a_commit_and_a_release_log_their_reservations_project(platform, project):
+    committed, released = (reserve(platform, amount="1").json()["id"] for _ in range(2))
+    with capture_json_log() as log:
+        assert commit(platform, committed).status_code == 200
+        assert release(platform, released).status_code == 200
+    assert [line["project"] for line in log.lines("creditservice.request")] == ["acme", "acme"]
 
 
 def test_every_line_logged_during_a_request_carries_its_id(db):

@@ -28,7 +28,7 @@ from wallets import ledger
 from wallets.ledger import functions as ledger_functions
 from wallets.ledger import grants
 from wallets.ledger.functions import Refusal
-from wallets.models import Account, Transfer
+from wallets.models import Account, Project, Transfer
 
 from .. import selectors
 from ..models import Budget
@@ -37,9 +37,10 @@ from . import statements
 REFUSED = "QR402"  # SQLSTATE of a refusal; its message says which, its detail gives the figures
 _BUDGET = Budget._meta.db_table
 
-_RESERVE_ARGS = ("p_project_id bigint, p_suspended boolean, p_wallet_id bigint, p_type_id bigint, p_quantity bigint, "
-                 "p_amount bigint, p_expires_at timestamptz, p_scope text, p_key text, p_fingerprint text, "
-                 "p_actor text, p_now timestamptz, p_needle text, p_month_start timestamptz, OUT o_id bigint")
+_RESERVE_ARGS = ("p_project_id bigint, p_status text, p_wallet_id bigint, p_slug text, p_scope_project_id bigint, "
+                 "p_type_id bigint, p_quantity bigint, p_amount bigint, p_expires_at timestamptz, p_scope text, "
+                 "p_key text, p_fingerprint text, p_actor text, p_now timestamptz, p_needle text, "
+                 "p_month_start timestamptz, OUT o_outcome text, OUT o_id bigint")
 
 
 def _refuse(code: str, detail: str | None = None) -> str:
@@ -49,22 +50,31 @@ def _refuse(code: str, detail: str | None = None) -> str:
 
 def _reserve_body() -> str:
     insert = statements.insert_reservation_sql(
-        project="p_project_id", type_id="p_type_id", quantity="p_quantity", amount="p_amount",
+        project="v_project", type_id="p_type_id", quantity="p_quantity", amount="p_amount",
         expires_at="p_expires_at", scope="p_scope", key="p_key", fingerprint="p_fingerprint", actor="p_actor",
         now="p_now")
-    hold = ledger_functions.hold_statement(wallet="p_wallet_id", amount="p_amount", until="p_expires_at", now="p_now",
-                                    needle="p_needle", into="v_balance, v_reserved")
-    quota = statements.hold_quota_sql(project="p_project_id", type_id="p_type_id", quantity="p_quantity", now="p_now")
-    spend = selectors.spend_sql(wallet="p_wallet_id", month_start="p_month_start", project="p_project_id",
-                                now="p_now")
+    hold = ledger_functions.hold_statement(wallet="v_wallet", amount="p_amount", until="p_expires_at", now="p_now",
+                                           needle="p_needle", into="v_balance, v_reserved")
+    quota = statements.hold_quota_sql(project="v_project", type_id="p_type_id", quantity="p_quantity", now="p_now")
+    spend = selectors.spend_sql(wallet="v_wallet", month_start="p_month_start", project="v_project", now="p_now")
+    columns, source = selectors.PROJECT_REF_BY_SLUG
     return (
-        "DECLARE v_balance bigint; v_reserved bigint; v_limit bigint; v_used bigint; v_held bigint; "
-        "v_hard bigint; v_charged bigint; v_pending bigint;\n"
+        "DECLARE v_project bigint := p_project_id; v_status text := p_status; v_wallet bigint := p_wallet_id; "
+        "v_slug text; v_hours integer; v_hard bigint; v_balance bigint; v_reserved bigint; v_limit bigint; v_used bigint; "
+        "v_held bigint; v_charged bigint; v_pending bigint;\n"
         "BEGIN\n"
+        # (0) A project named by its slug (a service key's call): the lookup project_ref() makes, and the
+        # key's scope; a project the key may not use is as unknown as one that does not exist.
+        "IF v_project IS NULL THEN\n"
+        f"SELECT {columns} INTO v_project, v_slug, v_status, v_hours, v_wallet, v_hard FROM {source} "
+        "WHERE p.slug = p_slug;\n"
+        "IF v_project IS NULL OR v_project <> COALESCE(p_scope_project_id, v_project) THEN "
+        "o_outcome := 'no_project'; RETURN; END IF;\n"
+        "END IF;\n"
         # (1) The reservation row claims the key; no row: it was used before (the caller replays).
         f"{insert} INTO o_id;\n"
-        "IF o_id IS NULL THEN RETURN; END IF;\n"
-        "IF p_suspended THEN " + _refuse("suspended") + "END IF;\n"
+        "IF o_id IS NULL THEN o_outcome := 'replayed'; RETURN; END IF;\n"
+        f"IF v_status <> '{Project.Status.ACTIVE.value}' THEN " + _refuse("suspended") + "END IF;\n"
         # (2) The wallet row: reserved += amount where available covers it.
         f"{hold}"
         "IF NOT FOUND THEN " + _refuse("insufficient") + "END IF;\n"
@@ -74,12 +84,13 @@ def _reserve_body() -> str:
         "IF v_limit IS NOT NULL AND v_used + v_held > v_limit THEN "
         + _refuse("quota", "v_limit || ' ' || v_used") + "END IF;\n"
         # (4) The budget as it is now, its spend read under the wallet lock (this hold counted).
-        f"SELECT b.hard_limit INTO v_hard FROM {_BUDGET} b WHERE b.project_id = p_project_id;\n"
+        f"SELECT b.hard_limit INTO v_hard FROM {_BUDGET} b WHERE b.project_id = v_project;\n"
         "IF v_hard IS NOT NULL THEN\n"
         f"{spend} INTO v_charged, v_pending;\n"
         "IF GREATEST(v_charged, 0) + v_pending > v_hard THEN "
         + _refuse("budget", "v_hard || ' ' || GREATEST(v_charged, 0) || ' ' || v_pending") + "END IF;\n"
         "END IF;\n"
+        "o_outcome := 'created';\n"
         "END"
     )
 
@@ -153,17 +164,23 @@ def enabled() -> bool:
             and ledger_functions.installed(commit_function()[0]))
 
 
-def reserve(*, project: selectors.ProjectRef, type_id: int, type_code: str, quantity: int, amount: int,
-            expires_at: datetime, scope: str, key: str, fingerprint: str, actor: str,
-            now: datetime) -> int | None | Refusal:
-    """The new reservation's id; None when the key was used before; the Refusal (nothing written)."""
+def reserve(*, project: "selectors.ProjectRef | None", slug: str, scope_project_id: int | None, type_id: int,
+            type_code: str, quantity: int, amount: int, expires_at: datetime, scope: str, key: str, fingerprint: str,
+            actor: str, now: datetime) -> int | str | Refusal:
+    """The new reservation's id; "replayed" when the key was used before; "no_project" when `project`
+    is None (it is looked up by `slug` then) and there is no such project the caller may use; or the
+    Refusal. Anything but an id wrote nothing."""
     ledger.require_holdable(amount)
     month_start, _ = selectors.month_bounds(now)
+    known = [project.id, project.status, project.wallet_id] if project is not None else [None, None, None]
     row = ledger_functions.call(reserve_function()[0], [
-        project.id, not project.admits_new_resources, project.wallet_id, type_id, quantity, amount, expires_at, scope,
-        key, fingerprint, actor, now, grants.scope_needle(type_code), month_start,
+        *known, slug, scope_project_id, type_id, quantity, amount, expires_at, scope, key, fingerprint, actor, now,
+        grants.scope_needle(type_code), month_start,
     ], refused=REFUSED)
-    return row if isinstance(row, Refusal) else row[0]
+    if isinstance(row, Refusal):
+        return row
+    outcome, reservation_id = row
+    return reservation_id if outcome == "created" else outcome
 
 
 def commit(*, reservation_id: int, amount: int | None, project_id: int | None, actor: str,

@@ -58,10 +58,30 @@ def min_runtime_hold_too_large(hours: int | None) -> ValidationFailed:
 class _Refused(Exception):
     """Raised inside the reservation transaction to roll it back; carries the API error to raise after."""
 
-    def __init__(self, error: Exception, retry_after_expiry: bool):
+    def __init__(self, error: Exception, *, project_id: int, retry_after_expiry: bool):
         super().__init__(str(error))
         self.error = error
+        self.project_id = project_id  # whose overdue holds to expire before trying again
         self.retry_after_expiry = retry_after_expiry
+
+
+@dataclass(frozen=True)
+class ProjectBySlug:
+    """A project a service key named by its slug, not looked up yet: on PostgreSQL the reserve function
+    looks it up in the same call (services/functions.py), elsewhere _resolved() does first."""
+
+    slug: str
+    scope_project_id: int | None  # a scoped key: the one project it may use
+
+
+def _resolved(project: "ProjectRef | ProjectBySlug") -> ProjectRef:
+    """The project; 404 when there is no project of that slug the key may use (its existence is not revealed)."""
+    if isinstance(project, ProjectRef):
+        return project
+    found = selectors.project_ref(slug=project.slug)
+    if found is None or (project.scope_project_id is not None and found.id != project.scope_project_id):
+        raise NotFound(f"no project {project.slug!r}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,7 @@ def _quota_exceeded(*, limit: int, used: int, reserved: int, quantity: int) -> Q
 
 def _suspended(project: ProjectRef) -> _Refused:
     return _Refused(ProjectSuspended(f"project {project.slug!r} is {project.status}: it admits no new resources",
-                                     status=project.status), retry_after_expiry=False)
+                                     status=project.status), project_id=project.id, retry_after_expiry=False)
 
 
 def _insufficient(project: ProjectRef, amount: int, *, now: datetime, until: datetime, resource_type: str) -> _Refused:
@@ -99,13 +119,13 @@ def _insufficient(project: ProjectRef, amount: int, *, now: datetime, until: dat
     available = wallet_selectors.available_for(project.wallet_id, now=now, until=until, resource_type=resource_type)
     return _Refused(InsufficientCredits("not enough available credits for this reservation",
                                         available=format_amount(available), requested=format_amount(amount)),
-                    retry_after_expiry=True)
+                    project_id=project.id, retry_after_expiry=True)
 
 
 _BUDGET_DETAIL = "this reservation would take the month's spend above the budget"
 
 
-def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_code: str, quantity: int, amount: int,
+def _reserve_once(*, project: "ProjectRef | ProjectBySlug", resource_type_id: int, resource_type_code: str, quantity: int, amount: int,
                   expires_at: datetime,
                   scope: str, key: str, fingerprint: str, actor: str, now: datetime) -> int | None:
     """One attempt in one transaction; the new reservation's id, or None when the key was already used.
@@ -115,6 +135,7 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_c
                                     resource_type_code=resource_type_code, quantity=quantity, amount=amount,
                                     expires_at=expires_at, scope=scope, key=key, fingerprint=fingerprint, actor=actor,
                                     now=now)
+    project = _resolved(project)
     with transaction.atomic():
         with connection.cursor() as cursor:
             # (1) The new row claims the Idempotency-Key (a concurrent retry waits here).
@@ -136,26 +157,36 @@ def _reserve_once(*, project: ProjectRef, resource_type_id: int, resource_type_c
             cursor.execute(_HOLD_QUOTA, [project.id, resource_type_id, resource_type_id, quantity, db_datetime(now)])
             quota = cursor.fetchone()
             if quota is None:
-                raise _Refused(_quota_refusal(project.id, resource_type_id, quantity), retry_after_expiry=True)
+                raise _Refused(_quota_refusal(project.id, resource_type_id, quantity), project_id=project.id,
+                               retry_after_expiry=True)
             if quota[0] is not None and quota[1] + quota[2] > quota[0]:  # a new row, over its default limit
                 raise _Refused(_quota_exceeded(limit=quota[0], used=quota[1], reserved=0, quantity=quantity),
-                               retry_after_expiry=True)
+                               project_id=project.id, retry_after_expiry=True)
             # (4) The budget, read under the wallet row lock.
             if project.has_budget:
                 _check_budget(project_id=project.id, wallet_id=project.wallet_id, amount=amount, now=now)
             return row[0]
 
 
-def _reserve_in_one_call(*, project: ProjectRef, resource_type_id: int, resource_type_code: str, quantity: int,
-                         amount: int, expires_at: datetime, scope: str, key: str, fingerprint: str, actor: str,
-                         now: datetime) -> int | None:
+def _reserve_in_one_call(*, project: "ProjectRef | ProjectBySlug", resource_type_id: int, resource_type_code: str,
+                         quantity: int, amount: int, expires_at: datetime, scope: str, key: str, fingerprint: str,
+                         actor: str, now: datetime) -> int | None:
     """_reserve_once() as one call of the reserve function, with the same answers: a refusal rolled the
     call back, and its answer is built here as the statement path builds it."""
-    outcome = functions.reserve(project=project, type_id=resource_type_id, type_code=resource_type_code,
-                                quantity=quantity, amount=amount, expires_at=expires_at, scope=scope, key=key,
-                                fingerprint=fingerprint, actor=actor, now=now)
-    if not isinstance(outcome, functions.Refusal):
+    by_slug = isinstance(project, ProjectBySlug)
+    outcome = functions.reserve(project=None if by_slug else project, slug=project.slug,
+                                scope_project_id=project.scope_project_id if by_slug else None,
+                                type_id=resource_type_id, type_code=resource_type_code, quantity=quantity,
+                                amount=amount, expires_at=expires_at, scope=scope, key=key, fingerprint=fingerprint,
+                                actor=actor, now=now)
+    if isinstance(outcome, int):
         return outcome
+    if outcome == "replayed":
+        return None
+    if outcome == "no_project":
+        raise NotFound(f"no project {project.slug!r}")
+    # A refusal: the rare path reads the project for its answer.
+    project = _resolved(project)
     figures = [int(part) for part in outcome.detail.split()] if outcome.detail else []
     if outcome.code == "suspended":
         raise _suspended(project)
@@ -163,14 +194,15 @@ def _reserve_in_one_call(*, project: ProjectRef, resource_type_id: int, resource
         raise _insufficient(project, amount, now=now, until=expires_at, resource_type=resource_type_code)
     if outcome.code == "quota":
         raise _Refused(_quota_exceeded(limit=figures[0], used=figures[1], reserved=0, quantity=quantity) if figures
-                       else _quota_refusal(project.id, resource_type_id, quantity), retry_after_expiry=True)
+                       else _quota_refusal(project.id, resource_type_id, quantity), project_id=project.id,
+                       retry_after_expiry=True)
     hard_limit, charged, pending = figures
     raise _Refused(budget_exceeded(hard_limit=hard_limit, charged=charged, pending=pending, amount=amount,
-                                   detail=_BUDGET_DETAIL), retry_after_expiry=True)
+                                   detail=_BUDGET_DETAIL), project_id=project.id, retry_after_expiry=True)
 
 
 @retry_transaction
-def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], quantity: int, amount: int,
+def reservation_create(*, project: "ProjectRef | ProjectBySlug", resource_type: tuple[int, str], quantity: int, amount: int,
                        ttl_seconds: int | None, idempotency_scope: str, idempotency_key: str, fingerprint: str,
                        actor: str, now: datetime | None = None) -> ReservationResult:
     """Hold `amount` micro-credits on the wallet and `quantity` micro-units on the quota, in one transaction.
@@ -192,7 +224,8 @@ def reservation_create(*, project: ProjectRef, resource_type: tuple[int, str], q
                 scope=idempotency_scope, key=idempotency_key, fingerprint=fingerprint, actor=actor, now=now,
             )
         except _Refused as refusal:
-            if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=project.id, now=now):
+            if attempt == 1 and refusal.retry_after_expiry and reservations_expire(project_id=refusal.project_id,
+                                                                                   now=now):
                 continue
             metrics.admission_refused(refusal.error.code)
             raise refusal.error from None
@@ -213,11 +246,11 @@ def reservation_create_by_slug(*, slug: str, scope_project_id: int | None, resou
                                idempotency_scope: str, idempotency_key: str, fingerprint: str, actor: str,
                                now: datetime | None = None) -> ReservationResult:
     """reservation_create for a service key that names the project by slug (scope_project_id: the one
-    project a scoped key may use). The same rules and answers. Unknown project → 404."""
-    project = selectors.project_ref(slug=slug)
-    if project is None or (scope_project_id is not None and project.id != scope_project_id):
-        raise NotFound(f"no project {slug!r}")
+    project a scoped key may use). The same rules and answers. Unknown project → 404. With an amount
+    the project is looked up by the reservation's own call (on PostgreSQL, one round trip for both)."""
+    project: ProjectRef | ProjectBySlug = ProjectBySlug(slug=slug, scope_project_id=scope_project_id)
     if amount is None:
+        project = _resolved(project)
         amount = hold_for_min_runtime(hourly_cost=hourly_cost, project=project)
     return reservation_create(project=project, resource_type=resource_type, quantity=quantity, amount=amount,
                               ttl_seconds=ttl_seconds, idempotency_scope=idempotency_scope,
@@ -229,7 +262,7 @@ def _check_budget(*, project_id: int, wallet_id: int, amount: int, now: datetime
     refusal = budget_refusal(project_id=project_id, wallet_id=wallet_id, amount=amount, now=now,
                              detail=_BUDGET_DETAIL)
     if refusal is not None:
-        raise _Refused(refusal, retry_after_expiry=True)
+        raise _Refused(refusal, project_id=project_id, retry_after_expiry=True)
 
 
 def _replay(scope: str, key: str, fingerprint: str) -> dict:

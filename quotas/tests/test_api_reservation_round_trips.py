@@ -1,11 +1,12 @@
-"""What a reserve and a commit cost the database on PostgreSQL: the API key lookup, the project (reserve
-only) and one call of the reserve or commit function (quotas/services/functions.py); and every answer
+"""What a reserve and a commit cost the database on PostgreSQL: the API key lookup and one call of the
+reserve or commit function (quotas/services/functions.py), which looks the project up too; and every answer
 of that one call is the statement-by-statement path's (SQLite's, and PostgreSQL's before `migrate`
 created the functions), refusals and replays included."""
 
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -17,7 +18,7 @@ from quotas.services import budget_set, functions
 from wallets import services as wallet_services
 from wallets.ledger import functions as ledger_functions
 from wallets.models import Grant, GrantDraw, Project, Transfer
-from wallets.tests.factories import ProjectFactory, platform_key
+from wallets.tests.factories import ProjectFactory, platform_key, scoped_key
 
 from .helpers import commit, quota_of, reserve, set_quota, units
 
@@ -48,14 +49,14 @@ def _sql(call) -> tuple:
 
 
 @postgresql_only
-def test_a_reserve_is_the_key_lookup_the_project_and_one_call(client):
+def test_a_reserve_is_the_key_lookup_and_one_call_and_so_is_a_commit(client):
     ProjectFactory(slug="acme", balance="100")
     # A first pair fills the process caches: resource type ids, the revenue account's id.
     assert commit(client, reserve(client).json()["id"]).status_code == 200
     response, sql = _sql(lambda: reserve(client))
     assert response.status_code == 201, response.json()
-    assert len(sql) == 3, sql
-    assert functions.reserve_function()[0] in sql[2]
+    assert len(sql) == 2, "\n".join(sql)
+    assert functions.reserve_function()[0] in sql[1]
     response, sql = _sql(lambda: commit(client, response.json()["id"]))
     assert response.status_code == 200 and response.json()["status"] == "committed"
     assert len(sql) == 2, "\n".join(sql)
@@ -145,6 +146,25 @@ def test_the_refusals_write_nothing_and_say_the_same(client, path):
     wallet.refresh_from_db()
     assert wallet.reserved == credits_to_micros("5")
     assert quota_of(acme, "vm").reserved == units("1")
+
+
+def test_an_unknown_project_or_another_projects_is_404_and_writes_nothing(client, path):
+    ProjectFactory(slug="acme", balance="10")
+    other = ProjectFactory(slug="other", balance="10")
+    unknown = reserve(client, project="nope")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found", unknown.json()
+    scoped = ServiceClient(scoped_key(other))
+    hidden = reserve(scoped, project="acme")
+    assert hidden.status_code == 404 and hidden.json() == {**unknown.json(), "detail": "no project 'acme'"}
+    assert reserve(scoped, project="other").status_code == 201
+    assert Reservation.objects.count() == 1
+
+
+def test_an_hourly_cost_holds_the_minimum_runtime(client, path):
+    ProjectFactory(slug="acme", balance="100")
+    held = reserve(client, amount=None, hourly_cost="2")
+    assert held.status_code == 201, held.json()
+    assert held.json()["amount"] == str(2 * settings.MIN_RUNTIME_HOURS)
 
 
 def test_a_first_reservation_over_the_default_limit_is_refused(client, path):
