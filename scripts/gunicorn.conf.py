@@ -1,9 +1,12 @@
-"""gunicorn for `make serve`: sync workers, which measured best for this CPU-bound API on 2 cores.
+"""gunicorn for `make serve`: sync workers, two per core.
 
-Measured again 2026-12-01 (docs/performance.md, "The speed issue"): gthread with keep-alive (2 or 4
-threads a worker) and granian (a Rust HTTP server, WSGI, keep-alive) each served 10-20% more pairs/s
-over 100 wallets in single runs, but their p99 was 3-7x worse (a thread waiting on the GIL behind
-another's request) and the hot wallet slower; sync stays.
+Measured 2026-12-01 (docs/performance.md, "The speed issue"): gthread with keep-alive (2 or 4 threads
+a worker) and granian (a Rust HTTP server, WSGI, keep-alive) each served 10-20% more pairs/s over 100
+wallets in single runs, but their p99 was 3-7x worse (a thread waiting on the GIL behind another's
+request) and the hot wallet slower; sync stays. Two workers a core, not one: since reserve and commit
+are one database call each, a worker spends much of a call waiting for the commit to be flushed, and
+with one a core the cores idle meanwhile (4 workers on 2 cores: about +27% pairs/s and a lower p99
+than 2, in alternating runs).
 """
 
 import multiprocessing
@@ -15,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "metrics" / "web"))
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
-workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, multiprocessing.cpu_count()))
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * max(1, multiprocessing.cpu_count()))
 # GUNICORN_WORKER_CLASS / GUNICORN_THREADS: for measuring the alternatives with make bench.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "sync"
 threads = int(os.environ.get("GUNICORN_THREADS") or 1)
