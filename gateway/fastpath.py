@@ -21,7 +21,6 @@ created by every `migrate` (gateway/apps.py) and named by a hash of its text, so
 older than the code; until it exists, services.py takes the statement-by-statement path.
 """
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -85,9 +84,7 @@ def _body() -> str:
 @cache
 def authorize_function() -> tuple[str, str]:
     """(name, CREATE statement) of the function."""
-    body = _body()
-    name = _PREFIX + hashlib.sha256((_ARGS + body).encode()).hexdigest()[:12]
-    return name, f"CREATE OR REPLACE FUNCTION {name}({_ARGS}) LANGUAGE plpgsql VOLATILE AS $fn$\n{body}\n$fn$"
+    return functions.define(_PREFIX, _ARGS, _body())
 
 
 def install_after_migrate(using: str = "default", **kwargs) -> None:

@@ -17,7 +17,6 @@ text, so the database never runs rules older than the code; until `migrate` has 
 SQLite, the statement path runs instead (enabled()).
 """
 
-import hashlib
 from datetime import datetime
 from functools import cache
 
@@ -137,21 +136,16 @@ def _commit_body() -> str:
     )
 
 
-def _function(prefix: str, args: str, body: str) -> tuple[str, str]:
-    name = prefix + hashlib.sha256((args + body).encode()).hexdigest()[:12]
-    return name, f"CREATE OR REPLACE FUNCTION {name}({args}) LANGUAGE plpgsql VOLATILE AS $fn$\n{body}\n$fn$"
-
-
 @cache
 def reserve_function() -> tuple[str, str]:
     """(name, CREATE statement) of the reserve function."""
-    return _function("quotas_reserve_", _RESERVE_ARGS, _reserve_body())
+    return ledger_functions.define("quotas_reserve_", _RESERVE_ARGS, _reserve_body())
 
 
 @cache
 def commit_function() -> tuple[str, str]:
     """(name, CREATE statement) of the commit function."""
-    return _function("quotas_commit_", _COMMIT_ARGS, _commit_body())
+    return ledger_functions.define("quotas_commit_", _COMMIT_ARGS, _commit_body())
 
 
 def install_after_migrate(using: str = "default", **kwargs) -> None:

@@ -108,9 +108,14 @@ _ARGS = ("p_project_id bigint, p_wallet_id bigint, p_revenue_id bigint, p_amount
 def charge_function() -> tuple[str, str]:
     """(name, CREATE statement) of the charge function. Its arguments are charge_available()'s; it
     returns (balance, reserved, transfer id) after the charge, all NULL when refused (nothing written)."""
-    body = _charge_body()
-    name = _PREFIX + hashlib.sha256((_ARGS + body).encode()).hexdigest()[:12]
-    return name, (f"CREATE OR REPLACE FUNCTION {name}({_ARGS}) LANGUAGE plpgsql VOLATILE AS $fn$\n{body}\n$fn$")
+    return define(_PREFIX, _ARGS, _charge_body())
+
+
+def define(prefix: str, args: str, body: str) -> tuple[str, str]:
+    """(name, CREATE statement) of a PL/pgSQL function: named by `prefix` and a hash of its text, so a
+    change of its rules is a new function that code of the same version calls (install())."""
+    name = prefix + hashlib.sha256((args + body).encode()).hexdigest()[:12]
+    return name, f"CREATE OR REPLACE FUNCTION {name}({args}) LANGUAGE plpgsql VOLATILE AS $fn$\n{body}\n$fn$"
 
 
 _installed: set[str] = set()
