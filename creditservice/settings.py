@@ -318,6 +318,18 @@ GRPC_MAX_WORKERS = env.int("GRPC_MAX_WORKERS", default=8)
 # Gateway admission: each web worker caches the metered routes this many seconds (a route added or
 # changed in the admin or the API is in force within that time on every worker).
 GATEWAY_ROUTE_CACHE_SECONDS = env.int("GATEWAY_ROUTE_CACHE_SECONDS", default=5)
+# How long a gateway charge row (the claim on a request id) is kept before the hourly purge deletes it;
+# its ledger transfer stays. Unset (0): kept for ever, because statements split gateway charges by
+# resource type through the row (billing/statements.py), so a purge makes older months' statements
+# show those charges as one line. Never below IDEMPOTENCY_KEY_TTL: a client's Idempotency-Key is the
+# request id, and a retry inside that window must still find its claim or it is charged twice.
+_gateway_charge_days = env.int("GATEWAY_CHARGE_RETENTION_DAYS", default=0)
+if _gateway_charge_days < 0:
+    raise ImproperlyConfigured("GATEWAY_CHARGE_RETENTION_DAYS must be 0 (keep) or a number of days")
+GATEWAY_CHARGE_RETENTION = timedelta(days=_gateway_charge_days) if _gateway_charge_days else None
+if GATEWAY_CHARGE_RETENTION is not None and GATEWAY_CHARGE_RETENTION < IDEMPOTENCY_KEY_TTL:
+    raise ImproperlyConfigured("GATEWAY_CHARGE_RETENTION_DAYS must be at least IDEMPOTENCY_KEY_TTL_HOURS "
+                               "(a replayed request must still find its charge)")
 
 # --- Metrics (GET /metrics, creditservice/lib/metrics_exposition.py) ------------------------------
 # Set: a scrape must send `Authorization: Bearer <METRICS_TOKEN>` (else 401); empty: /metrics is open.
