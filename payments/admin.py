@@ -93,9 +93,10 @@ class AutoTopUpChargeAdmin(_ReadOnlyAdmin):
     """Read-only: every crossing, its charge or why it was skipped, and Stripe's retries (attempts, error)."""
 
     fixed_point_fields = {"amount": CREDITS, "available_before": CREDITS, "refunded_amount": CREDITS}
-    list_display = ["id", "project", "crossing", "status", "amount", "money", "refunded_amount", "available_before", "attempts",
-                    "next_attempt_at", "stripe_payment_intent_id", "skip_reason", "short_error", "created_at"]
-    list_filter = ["status", "currency"]
+    list_display = ["id", "project", "crossing", "status", "amount", "money", "refunded_amount", "disputed",
+                    "available_before", "attempts", "next_attempt_at", "stripe_payment_intent_id", "skip_reason",
+                    "short_error", "created_at"]
+    list_filter = ["status", "disputed", "currency"]
     search_fields = ["stripe_payment_intent_id", "project__slug"]
     list_select_related = ["project"]
     raw_id_fields = ["project", "transfer"]

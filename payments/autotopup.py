@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -417,15 +417,18 @@ def autotopup_charge_fail(*, charge_id: int, reason: str, payment_intent_id: str
     return charge
 
 
-def autotopup_turn_off_after_refund(*, project_id: int, charge_id: int) -> None:
-    """A refunded automatic charge turns auto top-up off (in the refund's transaction, before its credits
-    go): the refund would otherwise be a new crossing, and the card charged again at once for what the
-    tenant just had refunded. The owners are told; an owner turns it back on."""
+def autotopup_turn_off_after_charge_reversed(*, project_id: int, charge_id: int,
+                                             how: Literal["refunded", "disputed"]) -> None:
+    """A refunded or disputed (chargeback) automatic charge turns auto top-up off, in that event's
+    transaction (for a refund, before its credits go): the refund would otherwise be a new crossing, and
+    the card charged again at once for what the tenant just had refunded; a cardholder who disputes an
+    off-session charge must not be charged off-session again. The owners are told; an owner turns it
+    back on."""
     row = AutoTopUp.objects.select_for_update().filter(project_id=project_id, enabled=True).first()
     if row is None:
         return
     row.enabled = False
-    row.disabled_reason = f"turned off because automatic charge {charge_id} was refunded"
+    row.disabled_reason = f"turned off because automatic charge {charge_id} was {how}"
     row.save(update_fields=["enabled", "disabled_reason", "updated_at"])
     transaction.on_commit(lambda: _tell_owners_turned_off(row), robust=True)
     transaction.on_commit(forget_enabled_projects)

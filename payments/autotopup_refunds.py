@@ -17,7 +17,7 @@ from creditservice.lib.paths import database_id
 from wallets import ledger
 from wallets.models import Account, Transfer
 
-from .autotopup import autotopup_turn_off_after_refund
+from .autotopup import autotopup_turn_off_after_charge_reversed
 from .models import AutoTopUpCharge
 from .services import EventFailed
 
@@ -27,7 +27,8 @@ def refund_key(payment_intent_id: str, refunded_total: int) -> str:
     return f"v1:stripe:autotopup-refund:{payment_intent_id}:{refunded_total}"
 
 
-def _payment_intent_id(charge: dict[str, Any]) -> str:
+def payment_intent_id(charge: dict[str, Any]) -> str:
+    """The intent a charge or dispute names: Stripe sends its id, or the intent itself when expanded."""
     payment_intent = charge.get("payment_intent")
     if isinstance(payment_intent, dict):
         payment_intent = payment_intent.get("id")
@@ -37,7 +38,7 @@ def _payment_intent_id(charge: dict[str, Any]) -> str:
 def is_autotopup_payment(charge: dict[str, Any]) -> bool:
     """Whether a charge (refund, dispute) is one of an automatic top-up: its payment intent is a charge's, or
     it carries the metadata we put on the intent (before we knew the intent's id)."""
-    payment_intent = _payment_intent_id(charge)
+    payment_intent = payment_intent_id(charge)
     if payment_intent and AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent).exists():
         return True
     return database_id(str((charge.get("metadata") or {}).get("autotopup_charge_row") or "")) is not None
@@ -45,7 +46,7 @@ def is_autotopup_payment(charge: dict[str, Any]) -> bool:
 
 def autotopup_charge_refund(*, charge: dict[str, Any]) -> AutoTopUpCharge:
     """charge.refunded of an automatic top-up: take back the refunded share of its credits. Safe to repeat."""
-    payment_intent = _payment_intent_id(charge)
+    payment_intent = payment_intent_id(charge)
     with transaction.atomic():
         row = (AutoTopUpCharge.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent).first()
                if payment_intent else None)
@@ -59,7 +60,7 @@ def autotopup_charge_refund(*, charge: dict[str, Any]) -> AutoTopUpCharge:
         target = proportional_micros(row.amount, refunded_minor, row.currency_amount)
         if target <= row.refunded_amount:
             return row  # this total (or a later, larger one) was taken back already
-        autotopup_turn_off_after_refund(project_id=row.project_id, charge_id=row.id)
+        autotopup_turn_off_after_charge_reversed(project_id=row.project_id, charge_id=row.id, how="refunded")
         ledger.transfer(
             project=row.project_id, direction="out", system_code=Account.System.STRIPE, kind=Transfer.Kind.REFUND,
             amount=target - row.refunded_amount, idempotency_key=refund_key(payment_intent, target),

@@ -19,7 +19,7 @@ from django.utils import timezone
 from creditservice.lib.metrics import STRIPE_WEBHOOK_EVENTS
 from creditservice.lib.text import TextError, clean_text, storable_json
 
-from . import autotopup, autotopup_refunds, services, stripe_client, topup_card
+from . import autotopup, autotopup_disputes, autotopup_refunds, services, stripe_client, topup_card
 from .models import AutoTopUpCharge, CheckoutSession, StripeEvent
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,13 @@ def _charge_refunded(obj: dict[str, Any]) -> Any:
     return services.checkout_session_refund(charge=obj)
 
 
+def _charge_disputed(obj: dict[str, Any]) -> Any:
+    # A dispute names its charge's payment intent (and may carry metadata), as a refunded charge does.
+    if autotopup_refunds.is_autotopup_payment(obj):
+        return autotopup_disputes.autotopup_charge_flag_dispute(dispute=obj)
+    return services.checkout_session_flag_dispute(dispute=obj)
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "checkout.session.completed": _checkout_completed,
     "checkout.session.async_payment_succeeded": _checkout_paid,
@@ -52,7 +59,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "checkout.session.expired": lambda obj: services.checkout_session_close(
         stripe_session=obj, status=CheckoutSession.Status.EXPIRED),
     "charge.refunded": _charge_refunded,
-    "charge.dispute.created": lambda obj: services.checkout_session_flag_dispute(dispute=obj),
+    "charge.dispute.created": _charge_disputed,
     # Auto top-up: the saved card, and the off-session charges (a Checkout payment's intent is ignored).
     "setup_intent.succeeded": lambda obj: autotopup.autotopup_card_saved(setup_intent=obj),
     "payment_intent.succeeded": lambda obj: autotopup.autotopup_charge_fund(payment_intent=obj),

@@ -188,6 +188,8 @@ class AutoTopUpCharge(models.Model):
     )
     refunded_amount = models.BigIntegerField(default=0, help_text="Credits taken back by refunds, in micro-credits.")
     refunded_currency_amount = models.BigIntegerField(default=0, help_text="Money refunded, in minor units.")
+    disputed = models.BooleanField(default=False, help_text="The cardholder opened a dispute: staff must look.")
+    disputed_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True, help_text="The crossing is over: the next fall is a new one.")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)

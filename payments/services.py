@@ -24,7 +24,7 @@ from wallets.idempotency import KeyReused
 from wallets.models import Account, Project, Transfer
 
 from . import selectors, stripe_client
-from .models import AutoTopUp, CheckoutSession
+from .models import AutoTopUp, AutoTopUpCharge, CheckoutSession
 
 log = logging.getLogger(__name__)
 
@@ -364,13 +364,20 @@ def checkout_session_refund(*, charge: dict[str, Any]) -> CheckoutSession:
     return session
 
 
+def top_up_flag_dispute(*, top_up: CheckoutSession | AutoTopUpCharge) -> bool:
+    """Flag a locked top-up (Checkout or automatic) as disputed, for staff: once, so a repeated or second
+    dispute changes nothing and disputed_at keeps the first. Credits stay until staff act. True if flagged now."""
+    if top_up.disputed:
+        return False
+    top_up.disputed, top_up.disputed_at = True, timezone.now()
+    top_up.save(update_fields=["disputed", "disputed_at", "updated_at"])
+    return True
+
+
 def checkout_session_flag_dispute(*, dispute: dict[str, Any]) -> CheckoutSession:
     """A chargeback was opened: flag the top-up for staff (admin filter "disputed"). Credits stay until staff act."""
     with transaction.atomic():
         session = _locked_session_for_payment(dispute.get("payment_intent"), dispute.get("metadata"))
-        if not session.disputed:
-            session.disputed = True
-            session.disputed_at = timezone.now()
-            session.save(update_fields=["disputed", "disputed_at", "updated_at"])
+        top_up_flag_dispute(top_up=session)
     log.warning("dispute %s opened on top-up %s of project %s", dispute.get("id"), session.id, session.project_id)
     return session

@@ -36,6 +36,8 @@ def test_staff_with_view_permission_read_settings_and_charges_but_cannot_turn_of
     assert client.get("/admin/payments/autotopup/").status_code == 200
     page = client.get("/admin/payments/autotopupcharge/")
     assert page.status_code == 200 and b"monthly cap" in page.content
+    disputed = client.get("/admin/payments/autotopupcharge/?disputed__exact=1")
+    assert disputed.status_code == 200 and b"monthly cap" not in disputed.content
     assert client.get(f"/admin/payments/autotopup/{row.id}/change/").status_code == 200
     assert client.get("/admin/payments/autotopup/add/").status_code == 403
     turn_off(client, row)

@@ -309,6 +309,19 @@ def test_a_dispute_flags_the_top_up_for_staff(webhook, fake_stripe, top_up, proj
     assert balance(project) == "125"
 
 
+def test_a_repeated_dispute_keeps_the_first_flag(webhook, fake_stripe, top_up, project):
+    webhook.send(completed(fake_stripe, top_up))
+    charge = fake_stripe.charge(top_up.stripe_session_id)
+    dispute = {"id": "dp_test_1", "object": "dispute", "amount": 2500, "currency": "usd", "charge": charge["id"],
+               "payment_intent": charge["payment_intent"], "reason": "fraudulent", "status": "needs_response"}
+    webhook.send(fake_stripe.event("charge.dispute.created", dispute))
+    first_flagged = CheckoutSession.objects.get().disputed_at
+    response = webhook.send(fake_stripe.event("charge.dispute.created", dict(dispute, id="dp_test_2")))
+    assert response.json()["status"] == "processed"
+    assert CheckoutSession.objects.get().disputed_at == first_flagged
+    assert balance(project) == "125"
+
+
 # --- reprocessing --------------------------------------------------------------------------------
 
 def test_reprocessing_an_event_again_changes_nothing(webhook, fake_stripe, top_up, project):
