@@ -301,8 +301,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # --- Money and ledger ---------------------------------------------------------------------
-# How long an Idempotency-Key and its stored answer are kept (the draft asks for at least 24 h).
+# How long an Idempotency-Key and its stored answer are kept (purged hourly). At least a day: a client
+# retrying after an outage must still get its first answer, not a second effect.
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48))
+if IDEMPOTENCY_KEY_TTL < timedelta(hours=24):
+    raise ImproperlyConfigured("IDEMPOTENCY_KEY_TTL_HOURS must be at least 24 (a retry after an outage must "
+                               "still find its first answer)")
 # A claimed key whose request has not finished after this long is taken as abandoned (a crash).
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", default=60))
 

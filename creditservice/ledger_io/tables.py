@@ -60,7 +60,7 @@ INCLUDED = (
 
 EXCLUDED_MODELS = {
     "wallets.IdempotencyRecord": (
-        "API Idempotency-Key answers, purged after a day; writes are quiesced for the move and every "
+        "API Idempotency-Key answers, purged after IDEMPOTENCY_KEY_TTL; writes are quiesced for the move and every "
         "ledger write keeps its own idempotency key on its transfer, which does move"),
     "auth.Permission": "created by migrate on the target (post_migrate); referred to by natural key",
     "contenttypes.ContentType": "created by migrate on the target (post_migrate); referred to by natural key",

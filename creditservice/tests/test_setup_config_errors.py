@@ -84,6 +84,11 @@ def test_an_error_on_an_open_database_keeps_its_traceback(tmp_path):
     assert "Traceback" in result.stderr and "database is locked" in result.stderr
 
 
+def test_an_idempotency_key_ttl_under_a_day_is_one_line_naming_it():
+    line = the_one_line(manage("check", IDEMPOTENCY_KEY_TTL_HOURS="23"))
+    assert "IDEMPOTENCY_KEY_TTL_HOURS must be at least 24" in line
+
+
 def test_the_celery_worker_without_a_secret_key_is_one_line():
     line = the_one_line(run(sys.executable, "-m", "celery", "-A", "creditservice", "worker", "--pool=solo", DEBUG="0"))
     assert "SECRET_KEY is not set" in line
