@@ -25,7 +25,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from creditservice.lib.enqueue import enqueue_on_commit
@@ -452,12 +452,23 @@ def _tell_owners_turned_off(row: AutoTopUp) -> None:
 
 # --- Stripe's events ---------------------------------------------------------------------------------
 
+def locked_charge(charges: QuerySet[AutoTopUpCharge]) -> AutoTopUpCharge | None:
+    """The first of `charges`, locked after its project's settings row. Every path that locks both takes
+    the settings row first (autotopup_check, autotopup_charge_fail, and the events here), so two events
+    about one project (a refund and a failure, a funding and a check) never wait on each other in a circle."""
+    project_id = charges.values_list("project_id", flat=True).first()
+    if project_id is None:
+        return None
+    AutoTopUp.objects.select_for_update().filter(project_id=project_id).values_list("id", flat=True).first()
+    return charges.select_for_update().first()
+
+
 def _locked_charge_for(payment_intent: dict[str, Any]) -> AutoTopUpCharge:
     metadata = payment_intent.get("metadata") or {}
     row_id = database_id(str(metadata.get("autotopup_charge_row") or ""))
     if row_id is None:
         raise EventNotApplicable("the payment intent is not an automatic top-up")
-    charge = AutoTopUpCharge.objects.select_for_update().filter(id=row_id, project__slug=metadata.get("project")).first()
+    charge = locked_charge(AutoTopUpCharge.objects.filter(id=row_id, project__slug=metadata.get("project")))
     if charge is None:
         raise EventFailed(f"auto top-up charge {row_id} named by {payment_intent.get('id')} was not found")
     if charge.stripe_payment_intent_id not in (None, payment_intent.get("id")):

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .autotopup import autotopup_turn_off_after_charge_reversed
+from .autotopup import autotopup_turn_off_after_charge_reversed, locked_charge
 from .autotopup_refunds import payment_intent_id
 from .models import AutoTopUpCharge
 from .services import EventFailed, top_up_flag_dispute
@@ -23,8 +23,7 @@ def autotopup_charge_flag_dispute(*, dispute: dict[str, Any]) -> AutoTopUpCharge
     """charge.dispute.created of an automatic top-up: flag the charge, turn auto top-up off. Safe to repeat."""
     payment_intent = payment_intent_id(dispute)
     with transaction.atomic():
-        # Charge row first, then the settings row (in the turn-off), as a refund locks them.
-        charge = (AutoTopUpCharge.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent).first()
+        charge = (locked_charge(AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent))
                   if payment_intent else None)
         if charge is None or charge.transfer_id is None:
             # Not funded yet (payment_intent.succeeded may come later): applied once it is (events.py).

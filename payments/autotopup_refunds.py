@@ -17,7 +17,7 @@ from creditservice.lib.paths import database_id
 from wallets import ledger
 from wallets.models import Account, Transfer
 
-from .autotopup import autotopup_turn_off_after_charge_reversed
+from .autotopup import autotopup_turn_off_after_charge_reversed, locked_charge
 from .models import AutoTopUpCharge
 from .services import EventFailed
 
@@ -48,7 +48,7 @@ def autotopup_charge_refund(*, charge: dict[str, Any]) -> AutoTopUpCharge:
     """charge.refunded of an automatic top-up: take back the refunded share of its credits. Safe to repeat."""
     payment_intent = payment_intent_id(charge)
     with transaction.atomic():
-        row = (AutoTopUpCharge.objects.select_for_update().filter(stripe_payment_intent_id=payment_intent).first()
+        row = (locked_charge(AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent))
                if payment_intent else None)
         if row is None or row.transfer_id is None:
             # Not funded yet (payment_intent.succeeded may come later): applied once it is (events.py).
