@@ -80,6 +80,17 @@ def test_a_refunded_automatic_charge_shows_what_was_taken_back(owner, project):
     assert "85 (30 refunded)" in client.get("/portal/acme/auto-top-up").content.decode()
 
 
+def test_a_disputed_automatic_charge_says_so(owner, project):
+    from payments.models import AutoTopUpCharge
+
+    client, _ = owner
+    AutoTopUpCharge.objects.create(project=project, crossing=1, available_before=0, status="succeeded",
+                                   amount=85_000_000, currency="usd", currency_amount=8500, disputed=True,
+                                   disputed_at="2026-12-01T01:00:00Z", closed_at="2026-12-01T00:00:00Z",
+                                   transfer=_a_top_up(project))
+    assert "succeeded, disputed" in client.get("/portal/acme/auto-top-up").content.decode()
+
+
 def _a_top_up(project):
     from wallets.models import Transfer
     from wallets.tests.factories import fund
