@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from billing.models import ThresholdAlert
 from billing.services import alerts
 from creditservice.lib.errors import ApiError
-from wallets.models import Membership, Project
+from wallets.models import Project
 
 from . import selectors
 from .ratelimit import limit_writes_per_user
@@ -24,15 +24,11 @@ class AlertForm(forms.Form):
         "Available balance: credits. Runway: whole hours. Budget: whole percent of the monthly budget."))
 
 
-def _is_owner(user, project: Project) -> bool:
-    return Membership.objects.filter(project=project, user=user, role=Membership.Role.OWNER).exists()
-
-
 def _page(request: HttpRequest, project: Project, form: AlertForm, *, error: str = "", status: int = 200) -> HttpResponse:
     rows = [alerts.alert_body(alert, project.slug)
             for alert in ThresholdAlert.objects.filter(project=project)[:alerts.MAX_ALERTS_PER_PROJECT]]
     return render(request, "portal/alerts.html", {
-        "project": project, "alerts": rows, "form": form, "error": error, "is_owner": _is_owner(request.user, project),
+        "project": project, "alerts": rows, "form": form, "error": error, "is_owner": selectors.is_owner(request.user, project),
         "max_alerts": alerts.MAX_ALERTS_PER_PROJECT,
     }, status=status)
 
@@ -49,7 +45,7 @@ def alerts_page(request: HttpRequest, slug: str) -> HttpResponse:
 @limit_writes_per_user
 def _alert_add(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_for_member(request.user, slug)
-    if not _is_owner(request.user, project):
+    if not selectors.is_owner(request.user, project):
         raise PermissionDenied("only the project's owners manage its alerts")
     form = AlertForm(request.POST)
     if not form.is_valid():
@@ -72,7 +68,7 @@ def alert_delete(request: HttpRequest, slug: str, alert_id: int) -> HttpResponse
     alert = ThresholdAlert.objects.filter(id=alert_id, project=project).first()
     if alert is None:
         raise Http404(f"no alert {alert_id}")
-    if not _is_owner(request.user, project):
+    if not selectors.is_owner(request.user, project):
         raise PermissionDenied("only the project's owners manage its alerts")
     alerts.alert_delete(alert=alert)
     return HttpResponseRedirect(reverse("portal:alerts", args=[project.slug]), status=303)

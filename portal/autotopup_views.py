@@ -16,7 +16,7 @@ from creditservice.lib.money import MoneyError, format_amount, parse_amount
 from payments import autotopup
 from payments import selectors as payment_selectors
 from payments.models import AutoTopUpCharge
-from wallets.models import Membership, Project
+from wallets.models import Project
 
 from . import selectors
 from .forms import new_form_token
@@ -48,10 +48,6 @@ class AutoTopUpForm(forms.Form):
     consent = forms.BooleanField(required=False, label="I agree to these terms")
 
 
-def _is_owner(request: HttpRequest, project: Project) -> bool:
-    return Membership.objects.filter(project=project, user=request.user, role=Membership.Role.OWNER).exists()
-
-
 def _render(request: HttpRequest, project: Project, form: AutoTopUpForm | None = None, *, status: int = 200,
             error: str = "") -> HttpResponse:
     row = payment_selectors.autotopup_settings_of(project)
@@ -60,7 +56,7 @@ def _render(request: HttpRequest, project: Project, form: AutoTopUpForm | None =
         "monthly_cap": format_amount(row.monthly_cap),
     })
     return render(request, "portal/autotopup.html", {
-        "project": project, "row": row, "form": form, "error": error, "owner": _is_owner(request, project),
+        "project": project, "row": row, "form": form, "error": error, "owner": selectors.is_owner(request.user, project),
         "terms_version": autotopup.TERMS_VERSION, "terms_text": autotopup.TERMS_TEXT,
         "consent_current": row.consent_at is not None and row.consent_terms_version == autotopup.TERMS_VERSION,
         "charges": AutoTopUpCharge.objects.filter(project=project).order_by("-id")[:RECENT_CHARGES],
@@ -79,7 +75,7 @@ def autotopup_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @limit_writes_per_user
 def _save(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_for_member(request.user, slug)
-    if not _is_owner(request, project):
+    if not selectors.is_owner(request.user, project):
         raise PermissionDenied("only the project's owners change auto top-up")
     form = AutoTopUpForm(request.POST)
     if not form.is_valid():
@@ -103,7 +99,7 @@ def _save(request: HttpRequest, slug: str) -> HttpResponse:
 def autotopup_card(request: HttpRequest, slug: str) -> HttpResponse:
     """"Save a card": to Stripe Checkout in setup mode; back to this page, where the card shows once saved."""
     project = selectors.project_for_member(request.user, slug)
-    if not _is_owner(request, project):
+    if not selectors.is_owner(request.user, project):
         raise PermissionDenied("only the project's owners save a card")
     token = request.POST.get("token", "")
     if not (16 <= len(token) <= 64 and token.replace("-", "").replace("_", "").isalnum()):
