@@ -303,10 +303,11 @@ CELERY_TIMEZONE = "UTC"
 # --- Money and ledger ---------------------------------------------------------------------
 # How long an Idempotency-Key and its stored answer are kept (purged hourly). At least a day: a client
 # retrying after an outage must still get its first answer, not a second effect.
-IDEMPOTENCY_KEY_TTL = timedelta(hours=env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48))
-if IDEMPOTENCY_KEY_TTL < timedelta(hours=24):
+_idempotency_key_hours = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+if not 24 <= _idempotency_key_hours <= 10 * 365 * 24:
     raise ImproperlyConfigured("IDEMPOTENCY_KEY_TTL_HOURS must be at least 24 (a retry after an outage must "
-                               "still find its first answer)")
+                               "still find its first answer) and at most ten years")
+IDEMPOTENCY_KEY_TTL = timedelta(hours=_idempotency_key_hours)
 # A claimed key whose request has not finished after this long is taken as abandoned (a crash).
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", default=60))
 
@@ -328,8 +329,8 @@ GATEWAY_ROUTE_CACHE_SECONDS = env.int("GATEWAY_ROUTE_CACHE_SECONDS", default=5)
 # show those charges as one line. Never below IDEMPOTENCY_KEY_TTL: a client's Idempotency-Key is the
 # request id, and a retry inside that window must still find its claim or it is charged twice.
 _gateway_charge_days = env.int("GATEWAY_CHARGE_RETENTION_DAYS", default=0)
-if _gateway_charge_days < 0:
-    raise ImproperlyConfigured("GATEWAY_CHARGE_RETENTION_DAYS must be 0 (keep) or a number of days")
+if not 0 <= _gateway_charge_days <= 100 * 366:
+    raise ImproperlyConfigured("GATEWAY_CHARGE_RETENTION_DAYS must be 0 (keep) or a number of days up to 100 years")
 GATEWAY_CHARGE_RETENTION = timedelta(days=_gateway_charge_days) if _gateway_charge_days else None
 if GATEWAY_CHARGE_RETENTION is not None and GATEWAY_CHARGE_RETENTION < IDEMPOTENCY_KEY_TTL:
     raise ImproperlyConfigured("GATEWAY_CHARGE_RETENTION_DAYS must be at least IDEMPOTENCY_KEY_TTL_HOURS "

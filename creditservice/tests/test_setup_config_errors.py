@@ -84,9 +84,16 @@ def test_an_error_on_an_open_database_keeps_its_traceback(tmp_path):
     assert "Traceback" in result.stderr and "database is locked" in result.stderr
 
 
-def test_an_idempotency_key_ttl_under_a_day_is_one_line_naming_it():
-    line = the_one_line(manage("check", IDEMPOTENCY_KEY_TTL_HOURS="23"))
+@pytest.mark.parametrize("hours", ["23", "-1", "10000000000000"])
+def test_an_idempotency_key_ttl_under_a_day_or_absurd_is_one_line_naming_it(hours):
+    line = the_one_line(manage("check", IDEMPOTENCY_KEY_TTL_HOURS=hours))
     assert "IDEMPOTENCY_KEY_TTL_HOURS must be at least 24" in line
+
+
+@pytest.mark.parametrize("days", ["-1", "10000000000000"])
+def test_a_gateway_charge_retention_out_of_bounds_is_one_line_naming_it(days):
+    line = the_one_line(manage("check", GATEWAY_CHARGE_RETENTION_DAYS=days))
+    assert "GATEWAY_CHARGE_RETENTION_DAYS must be 0 (keep) or a number of days" in line
 
 
 def test_the_celery_worker_without_a_secret_key_is_one_line():
