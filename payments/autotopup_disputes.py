@@ -11,24 +11,18 @@ from typing import Any
 
 from django.db import transaction
 
-from .autotopup import autotopup_turn_off_after_charge_reversed, locked_charge
-from .autotopup_refunds import payment_intent_id
+from .autotopup import autotopup_turn_off_after_charge_reversed
+from .autotopup_refunds import locked_funded_charge
 from .models import AutoTopUpCharge
-from .services import EventFailed, top_up_flag_dispute
+from .services import top_up_flag_dispute
 
 log = logging.getLogger(__name__)
 
 
 def autotopup_charge_flag_dispute(*, dispute: dict[str, Any]) -> AutoTopUpCharge:
     """charge.dispute.created of an automatic top-up: flag the charge, turn auto top-up off. Safe to repeat."""
-    payment_intent = payment_intent_id(dispute)
     with transaction.atomic():
-        charge = (locked_charge(AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent))
-                  if payment_intent else None)
-        if charge is None or charge.transfer_id is None:
-            # Not funded yet (payment_intent.succeeded may come later): applied once it is (events.py).
-            raise EventFailed(f"dispute of automatic top-up {payment_intent} that is not funded yet; "
-                              "reprocess once it is funded")
+        charge = locked_funded_charge(dispute, what="dispute")
         if top_up_flag_dispute(top_up=charge):
             # Only with the first flag: an owner who turned it back on is not overruled by a replay.
             autotopup_turn_off_after_charge_reversed(project_id=charge.project_id, charge_id=charge.id, how="disputed")

@@ -44,16 +44,24 @@ def is_autotopup_payment(charge: dict[str, Any]) -> bool:
     return database_id(str((charge.get("metadata") or {}).get("autotopup_charge_row") or "")) is not None
 
 
+def locked_funded_charge(stripe_object: dict[str, Any], *, what: str) -> AutoTopUpCharge:
+    """The automatic charge a refund or a dispute names by its payment intent, locked (in locked_charge's
+    order). Not funded yet (payment_intent.succeeded may come later): EventFailed, and events.py applies
+    the event again once the charge is funded."""
+    payment_intent = payment_intent_id(stripe_object)
+    charge = (locked_charge(AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent))
+              if payment_intent else None)
+    if charge is None or charge.transfer_id is None:
+        raise EventFailed(f"{what} of automatic top-up {payment_intent} that is not funded yet; "
+                          "reprocess once it is funded")
+    return charge
+
+
 def autotopup_charge_refund(*, charge: dict[str, Any]) -> AutoTopUpCharge:
     """charge.refunded of an automatic top-up: take back the refunded share of its credits. Safe to repeat."""
     payment_intent = payment_intent_id(charge)
     with transaction.atomic():
-        row = (locked_charge(AutoTopUpCharge.objects.filter(stripe_payment_intent_id=payment_intent))
-               if payment_intent else None)
-        if row is None or row.transfer_id is None:
-            # Not funded yet (payment_intent.succeeded may come later): applied once it is (events.py).
-            raise EventFailed(f"refund of automatic top-up {payment_intent} that is not funded yet; "
-                              "reprocess once it is funded")
+        row = locked_funded_charge(charge, what="refund")
         if (charge.get("currency") or "").lower() != row.currency:
             raise EventFailed(f"refund in {charge.get('currency')}, the automatic top-up was in {row.currency}")
         refunded_minor = int(charge.get("amount_refunded") or 0)

@@ -1,6 +1,7 @@
 """Auto top-up's lock order: an event about an automatic charge locks the project's settings row before the
 charge (payments.autotopup.locked_charge), as autotopup_check and autotopup_charge_fail do. In the other
-order a refund and a failed payment of one project could each hold the row the other waits for."""
+order a refund and a failed payment of one project could each hold the row the other waits for. PostgreSQL
+only: SQLite has no row locks (a writer holds the whole database), so it has no order to get wrong."""
 
 import threading
 import time
