@@ -297,11 +297,16 @@ def test_a_refund_that_arrives_before_the_funding_is_applied_once_the_top_up_is_
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
 
 
+def dispute_of(fake_stripe, top_up) -> dict:
+    """The dispute Stripe sends for the paid top-up's charge."""
+    charge = fake_stripe.charge(top_up.stripe_session_id)
+    return {"id": "dp_test_1", "object": "dispute", "amount": 2500, "currency": "usd", "charge": charge["id"],
+            "payment_intent": charge["payment_intent"], "reason": "fraudulent", "status": "needs_response"}
+
+
 def test_a_dispute_flags_the_top_up_for_staff(webhook, fake_stripe, top_up, project):
     webhook.send(completed(fake_stripe, top_up))
-    charge = fake_stripe.charge(top_up.stripe_session_id)
-    dispute = {"id": "dp_test_1", "object": "dispute", "amount": 2500, "currency": "usd", "charge": charge["id"],
-               "payment_intent": charge["payment_intent"], "reason": "fraudulent", "status": "needs_response"}
+    dispute = dispute_of(fake_stripe, top_up)
     webhook.send(fake_stripe.event("charge.dispute.created", dispute))
     row = CheckoutSession.objects.get()
     assert row.disputed and row.disputed_at is not None
@@ -311,9 +316,7 @@ def test_a_dispute_flags_the_top_up_for_staff(webhook, fake_stripe, top_up, proj
 
 def test_a_repeated_dispute_keeps_the_first_flag(webhook, fake_stripe, top_up, project):
     webhook.send(completed(fake_stripe, top_up))
-    charge = fake_stripe.charge(top_up.stripe_session_id)
-    dispute = {"id": "dp_test_1", "object": "dispute", "amount": 2500, "currency": "usd", "charge": charge["id"],
-               "payment_intent": charge["payment_intent"], "reason": "fraudulent", "status": "needs_response"}
+    dispute = dispute_of(fake_stripe, top_up)
     webhook.send(fake_stripe.event("charge.dispute.created", dispute))
     first_flagged = CheckoutSession.objects.get().disputed_at
     response = webhook.send(fake_stripe.event("charge.dispute.created", dict(dispute, id="dp_test_2")))
